@@ -1,0 +1,22 @@
+"""FisherLab's Streamlit entry point: `streamlit run app/main.py`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Streamlit puts only this file's folder on sys.path; the shell's helpers live in the
+# `app` package next to `fisher_core`, so the repository root must be importable too.
+_ROOT = Path(__file__).resolve().parents[1]
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
+
+import streamlit as st  # noqa: E402
+
+from app.nav import pages  # noqa: E402
+from app.state import sidebar_status  # noqa: E402
+
+st.set_page_config(page_title="FisherLab", page_icon="🧭", layout="wide")
+navigation = st.navigation(pages())
+sidebar_status()
+navigation.run()

@@ -1,0 +1,129 @@
+"""Data: pick a built-in dataset or upload one, preview it, convert it, save it."""
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from app.state import (
+    builtin_dataset,
+    builtin_key,
+    content_key,
+    current_dataset,
+    set_dataset,
+    workspace,
+)
+from app.widgets import image_grid
+from fisher_core.data import SUPPORTED_FORMATS, DatasetError, load_file
+from fisher_core.store import EntryError
+
+st.title("Data")
+ws = workspace()
+source = st.radio("Source", ["Built-in", "Upload", "Workspace"], horizontal=True,
+                  key="data_source")
+
+if source == "Built-in":
+    with st.form("builtin_form", border=False):
+        name = st.selectbox("Dataset", ["faces", "digits"], key="data_builtin")
+        with st.expander("Faces options"):
+            n = st.number_input("Images", 100, 20000, 3000, step=500, key="faces_n")
+            size = st.select_slider("Size", [16, 32, 48, 64], 32, key="faces_size")
+            seed = st.number_input("Seed", 0, 10**6, 0, key="faces_seed")
+        if st.form_submit_button("Load", type="primary"):
+            opts = ()
+            if name == "faces" and (n, size, seed) != (3000, 32, 0):
+                opts = (("n", int(n)), ("size", int(size)), ("seed", int(seed)))
+            set_dataset(builtin_dataset(name, opts), builtin_key(name, opts))
+elif source == "Upload":
+    st.caption("Formats: " + ", ".join(SUPPORTED_FORMATS)
+               + ". Zip: flat, or one sub-folder per class; optional attributes.csv.")
+    resize = st.checkbox("Resize all images to a common size", key="upload_resize")
+    side = st.number_input("Size (pixels)", 8, 256, 32, key="upload_side", disabled=not resize)
+    up = st.file_uploader("Dataset file", key="upload_file")
+    if up is not None:
+        data = up.getvalue()
+        key = content_key(f"upload:{up.name}:{side if resize else 0}", data)
+        if st.session_state.get("upload_seen") != key:
+            st.session_state["upload_seen"] = key
+            try:
+                ds = load_file(data, filename=up.name, size=int(side) if resize else None)
+            except DatasetError as exc:
+                st.session_state["upload_error"] = str(exc)
+            else:
+                st.session_state.pop("upload_error", None)
+                set_dataset(ds, key)
+        if "upload_error" in st.session_state:
+            st.error(f"Could not load **{up.name}**: {st.session_state['upload_error']}  \n"
+                     "The previous dataset is still loaded.", icon=":material/error:")
+else:
+    for _bad, msg in ws.problems("datasets"):
+        st.warning(f"Skipped a damaged workspace entry: {msg}")
+    saved = ws.names("datasets")
+    if not saved:
+        st.info("Nothing saved yet: load a dataset, then save it below.")
+    else:
+        pick = st.selectbox("Saved dataset", saved, key="data_saved")
+        if st.button("Load", key="data_load_saved", type="primary"):
+            try:
+                set_dataset(ws.load_dataset(pick), f"workspace:{pick}")
+            except EntryError as exc:
+                st.error(str(exc))
+
+ds, ds_key = current_dataset()
+st.divider()
+st.subheader(f"Current dataset: {ds.name}")
+c, h, w = ds.shape
+cols = st.columns(4)
+cols[0].metric("Images", f"{len(ds):,}")
+cols[1].metric("Shape", f"{c}×{h}×{w}")
+cols[2].metric("Classes", len(ds.class_names) if ds.class_names else "–")
+cols[3].metric("Attributes", len(ds.attribute_names) or "–")
+
+with st.expander("Convert (grey/RGB, resize, quantise)"):
+    with st.form("convert_form", border=False):
+        ch = st.radio("Channels", ["keep", "grey", "RGB"], horizontal=True, key="conv_ch")
+        new_side = st.number_input("Resize to (0 = keep)", 0, 256, 0, key="conv_side")
+        levels = st.number_input("Quantise to L grey levels (0 = keep)", 0, 256, 0,
+                                 key="conv_levels", help="Discrete models need L levels.")
+        if st.form_submit_button("Apply"):
+            try:
+                out = ds.convert(
+                    channels={"keep": None, "grey": 1, "RGB": 3}[ch],
+                    size=int(new_side) or None, levels=int(levels) or None,
+                )
+            except (ValueError, DatasetError) as exc:
+                st.error(str(exc))
+            else:
+                set_dataset(out, f"{ds_key}|{ch}|{new_side}|{levels}")
+                st.rerun()
+
+ds, ds_key = current_dataset()
+preview = st.slider("Preview images", 10, 100, 30, step=10, key="data_preview")
+captions = None
+if ds.labels is not None:
+    captions = [ds.class_names[i] for i in ds.labels[:preview]]
+image_grid(ds.images[:preview], captions, columns=10)
+
+charts = st.columns(2)
+if ds.labels is not None:
+    counts = np.bincount(ds.labels, minlength=len(ds.class_names))
+    fig = go.Figure(go.Bar(x=ds.class_names, y=counts, marker_color="#4a6fa5"))
+    fig.update_layout(title="Images per class", height=320, margin=dict(t=40, b=10))
+    charts[0].plotly_chart(fig, use_container_width=True, key="data_class_chart")
+if ds.attributes is not None:
+    frac = ds.attributes.mean(axis=0)
+    fig = go.Figure(go.Bar(x=ds.attribute_names, y=frac, marker_color="#c0504d"))
+    fig.update_layout(title="Fraction with each attribute", height=320,
+                      yaxis_range=[0, 1], margin=dict(t=40, b=10))
+    charts[1].plotly_chart(fig, use_container_width=True, key="data_attr_chart")
+
+st.subheader("Save to the workspace")
+save_cols = st.columns([3, 1])
+save_name = save_cols[0].text_input("Name", value=ds.name, key="data_save_name",
+                                    label_visibility="collapsed")
+if save_cols[1].button("Save", key="data_save", use_container_width=True):
+    try:
+        ws.save_dataset(ds, save_name)
+    except EntryError as exc:
+        st.error(str(exc))
+    else:
+        st.success(f"Saved as **{save_name}** in {ws.root}.")

@@ -1,0 +1,113 @@
+"""Drive the real app: `streamlit run` + headless Debian Chromium through playwright."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def require_browser() -> None:
+    """Skip when Chromium is missing, unless FISHERLAB_BROWSER=required (CI): then fail."""
+    if shutil.which(CHROMIUM) is None or not os.path.exists(CHROMIUM):
+        if os.environ.get("FISHERLAB_BROWSER") == "required":
+            pytest.fail("FISHERLAB_BROWSER=required but /usr/bin/chromium is missing")
+        pytest.skip("Debian's chromium is not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def streamlit_server(home: Path) -> Iterator[str]:
+    """Start the app on a free port of 127.0.0.1 and yield its URL."""
+    port = _free_port()
+    env = {**os.environ, "FISHERLAB_HOME": str(home)}
+    log = open(home.parent / "streamlit.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true",
+         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                    if r.read() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("streamlit did not start: "
+                                   + (home.parent / "streamlit.log").read_text()[-2000:])
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@contextlib.contextmanager
+def browser_page(width: int = 1400, height: int = 1500):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.set_default_timeout(60_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def wait_idle(page, timeout_s: float = 120.0) -> None:
+    """Wait until the script has finished and the page has settled (no skeletons, no status
+    widget) for one second."""
+    page.wait_for_selector('[data-testid="stApp"]')
+    deadline = time.time() + timeout_s
+    quiet_since = None
+    while time.time() < deadline:
+        state = page.locator('[data-testid="stApp"]').get_attribute("data-test-script-state")
+        busy = state != "notRunning" \
+            or page.locator('[data-testid="stStatusWidget"]').count() > 0 \
+            or page.locator('[data-testid="stSkeleton"]').count() > 0 \
+            or page.locator('[data-testid="stAppSkeleton"]').count() > 0
+        if busy:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.time()
+        elif time.time() - quiet_since > 1.0:
+            page.wait_for_load_state("networkidle")
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"the app did not become idle (script state {state!r})")
+
+
+def assert_no_exception(page, where: str) -> None:
+    n = page.locator('[data-testid="stException"]').count()
+    assert n == 0, f"{where}: {page.locator('[data-testid=stException]').first.inner_text()}"
