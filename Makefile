@@ -7,10 +7,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8501
-# The CPU build of torch (a wheel of it lies on this machine's disk, found through pip's
-# find-links); the CPU index is only a fallback. A multi-GB CUDA build is never pulled.
+# The CPU build of torch: its wheel lies on this machine's disk and pip finds it through its
+# configured find-links. Pinning the +cpu local version means a machine without that wheel
+# fails loudly instead of pulling a multi-GB CUDA build from PyPI.
 TORCH  ?= torch==2.13.0+cpu
-TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+
 
 .PHONY: app test lint bench clean
 
@@ -18,7 +19,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.torch: | $(BIN)/python
-	$(BIN)/pip install -q "$(TORCH)" --extra-index-url $(TORCH_INDEX)
+	$(BIN)/pip install -q "$(TORCH)"
 	@touch $@
 
 $(VENV)/.app: pyproject.toml $(VENV)/.torch
