@@ -41,7 +41,8 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 
 bench: $(VENV)/.dev
-	$(BIN)/pip install -q -e ".[bench]"
+	$(BIN)/pip install -q -e ".[bench]" "$(TORCH)"
+	$(BIN)/pip install -q --no-deps "backpack-for-pytorch>=1.6"
 	$(BIN)/python bench/bench_fv.py
 	$(BIN)/python bench/bench_scores.py
 

@@ -14,9 +14,10 @@ if str(_ROOT) not in sys.path:
 import streamlit as st  # noqa: E402
 
 from app.nav import pages  # noqa: E402
-from app.state import sidebar_status  # noqa: E402
+from app.state import sidebar_status, start_warmup  # noqa: E402
 
 st.set_page_config(page_title="FisherLab", page_icon="🧭", layout="wide")
+start_warmup()  # UMAP compiles in the background while the user looks around
 navigation = st.navigation(pages())
 sidebar_status()
 navigation.run()

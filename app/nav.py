@@ -8,6 +8,8 @@ import streamlit as st
 PAGE_SPECS: list[tuple[str, str, str]] = [
     ("home.py", "Home", ":material/home:"),
     ("data.py", "Data", ":material/dataset:"),
+    ("embeddings.py", "Embeddings", ":material/scatter_plot:"),
+    ("classify.py", "Classify", ":material/table_chart:"),
 ]
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import streamlit as st
 
 from fisher_core.data import ImageDataset, load_builtin
+from fisher_core.jobs import Job, JobRegistry
+from fisher_core.reduce import warmup_umap
 from fisher_core.store import Workspace, default_root
 
 DEFAULT_BUILTIN = ("faces", ())
@@ -60,3 +64,55 @@ def sidebar_status() -> None:
     c, h, w = ds.shape
     st.sidebar.caption(f"Dataset: **{ds.name}** · {len(ds)} images · {c}×{h}×{w}")
     st.sidebar.caption(f"Workspace: `{workspace().root}`")
+
+
+# ---------------------------------------------------------------------- background work
+@st.cache_resource(show_spinner=False)
+def jobs() -> JobRegistry:
+    """The process-wide registry of background jobs (thread-safe)."""
+    return JobRegistry()
+
+
+@st.cache_resource(show_spinner=False)
+def start_warmup() -> Job:
+    """Compile UMAP once per server process, in the background, at start-up."""
+    return jobs().submit("umap-warmup", lambda job: warmup_umap())
+
+
+class _LRU:
+    """A small thread-safe LRU map for results computed by background jobs."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self._d, self._lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key: str) -> Any:
+        with self._lock:
+            if key in self._d:
+                self._d.move_to_end(key)
+                return self._d[key]
+            return None
+
+    def put(self, key: str, value: Any) -> None:
+        with self._lock:
+            self._d[key] = value
+            self._d.move_to_end(key)
+            while len(self._d) > self.size:
+                self._d.popitem(last=False)
+
+
+@st.cache_resource(show_spinner=False)
+def results_cache() -> _LRU:
+    """Process-wide cache of UMAP layouts and other job results, keyed explicitly."""
+    return _LRU(64)
+
+
+def run_in_background(name: str, fn, *args: Any, **kwargs: Any) -> Job:
+    """Run library function ``fn(*args, progress=..., **kwargs)`` as job ``name``.
+
+    The library reports ``progress(fraction, message)``; the job turns that into its state.
+    """
+
+    def work(job: Job) -> Any:
+        return fn(*args, progress=lambda f, m: job.report(f, 1.0, m), **kwargs)
+
+    return jobs().submit(name, work)

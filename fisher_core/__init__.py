@@ -5,6 +5,15 @@ It never imports streamlit; every capability of the app is a plain function or c
 
 from .data import DatasetError, ImageDataset, load_builtin, load_file
 from .embedding import Embedding
+from .fisher import (
+    FisherScorer,
+    FisherVectorEncoder,
+    PatchDescriptor,
+    fisher_scores,
+    fisher_vector,
+    image_descriptors,
+)
+from .gmm import GaussianMixture
 from .store import Workspace
 
 __version__ = "0.1.0"
@@ -12,8 +21,15 @@ __version__ = "0.1.0"
 __all__ = [
     "DatasetError",
     "Embedding",
+    "FisherScorer",
+    "FisherVectorEncoder",
+    "GaussianMixture",
+    "PatchDescriptor",
     "ImageDataset",
     "Workspace",
+    "fisher_scores",
+    "fisher_vector",
+    "image_descriptors",
     "load_builtin",
     "load_file",
 ]

@@ -1,0 +1,137 @@
+"""The embedding explorer: UMAP scatter (plotly), selection grid, Fisher-kernel neighbours."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from app.state import jobs, results_cache
+from app.widgets import image_grid
+from fisher_core.data import ImageDataset
+from fisher_core.embedding import Embedding
+from fisher_core.reduce import kernel_neighbors, pca_embed, umap_embed, umap_is_warm
+
+
+def _umap_job(job, vectors: np.ndarray, n_components: int, key: str, cache) -> np.ndarray:
+    job.report(0.1, 1.0, "compiling UMAP (first use in this server)" if not umap_is_warm()
+               else "running UMAP")
+    out = umap_embed(vectors, n_components=n_components)
+    cache.put(key, out)
+    return out
+
+
+def _colours(ds: ImageDataset, by: str) -> tuple[pd.Series | None, str | None]:
+    if by == "label" and ds.labels is not None:
+        return pd.Series([ds.class_names[i] for i in ds.labels], name="label"), "label"
+    if by in ds.attribute_names:
+        j = ds.attribute_names.index(by)
+        return pd.Series(np.where(ds.attributes[:, j], "yes", "no"), name=by), by
+    return None, None
+
+
+def _figure(xy: np.ndarray, ds: ImageDataset, colour_by: str, title: str):
+    colours, name = _colours(ds, colour_by)
+    df = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "index": np.arange(len(xy))})
+    if xy.shape[1] == 3:
+        df["z"] = xy[:, 2]
+    if colours is not None:
+        df[name] = colours.values
+    kw = dict(color=name, custom_data=["index"], hover_data={"index": True}, title=title,
+              height=560, color_discrete_sequence=px.colors.qualitative.Dark24)
+    if xy.shape[1] == 3:
+        fig = px.scatter_3d(df, x="x", y="y", z="z", **kw)
+        fig.update_traces(marker_size=2.5)
+    else:
+        fig = px.scatter(df, x="x", y="y", **kw)
+        fig.update_traces(marker=dict(size=5, opacity=0.8))
+        fig.update_layout(dragmode="lasso")
+    fig.update_layout(margin=dict(l=0, r=0, t=40, b=0), legend_title_text=name or "")
+    return fig
+
+
+def explore(emb: Embedding, ds: ImageDataset, key: str) -> None:
+    """Draw the explorer for ``emb`` over the images of ``ds``.
+
+    ``key`` identifies the embedding for caching (UMAP results are computed once per key,
+    in a background job, and reused on every revisit).
+    """
+    if emb.n != len(ds):
+        st.error(f"This embedding has {emb.n} rows but the dataset has {len(ds)} images; "
+                 "load the dataset it was computed on (Data page).")
+        st.stop()
+    opts = ["label", *ds.attribute_names] if ds.labels is not None else list(ds.attribute_names)
+    c1, c2 = st.columns([3, 1])
+    colour_by = c1.selectbox("Colour by", opts or ["none"], key=f"colour_{key}")
+    three_d = c2.toggle("3-D", key=f"three_d_{key}")
+    dims = 3 if three_d else 2
+    ukey = f"umap:{key}:{dims}"
+    xy = results_cache().get(ukey)
+    if xy is None:
+        jobs().submit(ukey, _umap_job, emb.vectors, dims, ukey, results_cache())
+        _waiting(emb, ds, colour_by, ukey, dims)
+        return
+    _plot_and_select(xy, emb, ds, colour_by, key)
+
+
+@st.fragment(run_every=0.5)
+def _waiting(emb: Embedding, ds: ImageDataset, colour_by: str, ukey: str, dims: int) -> None:
+    """PCA preview while UMAP runs; hands over to the full view when it is ready."""
+    job = jobs().get(ukey)
+    snap = job.snapshot() if job else None
+    if results_cache().get(ukey) is not None:
+        st.rerun(scope="app")
+    if snap is not None and snap.status == "failed":
+        st.error(f"UMAP failed: {snap.error}")
+        return
+    msg = snap.message if snap else "starting UMAP"
+    st.progress(snap.fraction if snap else 0.0,
+                text=f"{msg}… {snap.elapsed:.0f} s" if snap else msg)
+    preview = _pca_preview(emb, ukey, dims)
+    st.plotly_chart(_figure(preview, ds, colour_by, "PCA preview (UMAP on its way)"),
+                    key=f"pca_{ukey}", use_container_width=True)
+
+
+def _pca_preview(emb: Embedding, ukey: str, dims: int) -> np.ndarray:
+    pkey = f"pca:{ukey}"
+    out = results_cache().get(pkey)
+    if out is None:
+        out = pca_embed(emb.vectors, dims)
+        results_cache().put(pkey, out)
+    return out
+
+
+def _plot_and_select(xy: np.ndarray, emb: Embedding, ds: ImageDataset, colour_by: str,
+                     key: str) -> None:
+    left, right = st.columns([3, 2], gap="medium")
+    with left:
+        fig = _figure(xy, ds, colour_by, f"UMAP of {emb.label()}")
+        if xy.shape[1] == 2:
+            event = st.plotly_chart(fig, on_select="rerun", key=f"umap_{key}",
+                                    selection_mode=("box", "lasso", "points"),
+                                    use_container_width=True)
+            points = event.selection.points if event and event.selection else []
+            chosen = [int(p["customdata"][0]) for p in points if p.get("customdata")]
+        else:
+            st.plotly_chart(fig, key=f"umap3_{key}", use_container_width=True)
+            chosen = []
+    with right:
+        if chosen:
+            st.markdown(f"**{len(chosen)} selected** (first 40 shown)")
+            _grid(ds, chosen[:40])
+        else:
+            st.caption("Select points with the lasso or box tool to see their images here.")
+        st.markdown("**Nearest neighbours under the Fisher kernel**")
+        default = chosen[0] if chosen else 0
+        idx = st.number_input("Image index", 0, len(ds) - 1, default, key=f"nn_idx_{key}")
+        nbrs, sims = kernel_neighbors(emb.vectors, int(idx), k=9)
+        _grid(ds, [int(idx), *nbrs.tolist()],
+              ["query", *[f"k={s:.2f}" for s in sims]])
+
+
+def _grid(ds: ImageDataset, index: list[int], captions: list[str] | None = None) -> None:
+    if captions is None:
+        captions = [ds.class_names[ds.labels[i]] if ds.labels is not None else f"#{i}"
+                    for i in index]
+    image_grid(ds.images[index], captions, columns=5, width=64)

@@ -1,0 +1,559 @@
+"""One training loop for every model family.
+
+``train`` shuffles the training images with its own seeded generator, calls a *step function*
+on each mini-batch, evaluates the validation NLL at the end of every epoch, and reports
+:class:`ProgressEvent` objects to a callback. It is meant to run in a worker thread: it never
+prints and never touches a UI; cancel it with a ``threading.Event`` (or any callable returning
+True) and it stops before the next step.
+
+Model families customise training through two hooks (see
+:class:`fisher_core.models.GenerativeModel`): ``configure_optimizers(lr) -> {name: optimizer}``
+and ``training_step(batch, optimizers) -> {"loss": float, ...}``. The default, for any module
+with ``log_prob``, is one Adam optimizer minimising ``−log_prob(x).mean()``. A GAN returns two
+optimizers and alternates its own updates in ``training_step``.
+
+Reproducibility: the loop runs inside ``torch.random.fork_rng`` seeded with ``seed`` (the caller's
+global RNG state is restored afterwards), so the same seed gives identical losses. Checkpoints
+(``checkpoint_dir``) hold weights, optimizer state, RNG states and history as safetensors +
+JSON; ``resume=True`` continues from the last completed epoch and reaches the same final
+weights as an uninterrupted run. A non-finite loss stops training with reason ``"nan"`` (no
+exception) and restores the best (or last epoch-start) weights.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._io import atomic_write_bytes, atomic_write_json, read_json
+from .models.base import bits_per_dim, nll_training_step
+
+__all__ = ["CheckpointError", "ProgressEvent", "TrainResult", "train"]
+
+StepFn = Callable[[nn.Module, torch.Tensor, dict[str, torch.optim.Optimizer]], dict[str, float]]
+OptimFn = Callable[[nn.Module, float], dict[str, torch.optim.Optimizer]]
+
+_CKPT_JSON = "checkpoint.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt, or belongs to a different training set-up."""
+
+
+@dataclass
+class ProgressEvent:
+    """What the training loop reports after each step (``kind="step"``), each epoch
+    (``"epoch"``, with validation results and optional samples) and at the end (``"end"``).
+
+    Attributes
+    ----------
+    kind : {"step", "epoch", "end"}
+    epoch : int
+        1-based epoch the event belongs to.
+    step, total_steps : int
+        Optimisation steps done so far / planned in all.
+    loss : float
+        Loss of the last step (``nan`` before the first).
+    val_nll : float or None
+        Mean validation NLL in nats per example (epoch events).
+    bits_per_dim : float or None
+        ``val_nll`` in bits per dimension (None for unnormalised models).
+    samples : ndarray of shape (n, C, H, W) or None
+        A few model samples in [0, 1] (epoch events, when ``n_samples > 0``).
+    elapsed : float
+        Seconds of training, including earlier runs of a resumed job.
+    metrics : dict of str to float
+        Everything the step function returned.
+    message : str
+        Human-readable note (why training stopped, for ``"end"``).
+    """
+
+    kind: str
+    epoch: int
+    step: int
+    total_steps: int
+    loss: float
+    val_nll: float | None = None
+    bits_per_dim: float | None = None
+    samples: np.ndarray | None = None
+    elapsed: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
+    message: str = ""
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train`.
+
+    Attributes
+    ----------
+    history : dict
+        ``step_loss`` (list), ``step_metrics`` (dict of lists), ``epoch_train_loss``,
+        ``epoch_val_nll``, ``epoch_bits_per_dim``, ``epoch_elapsed`` (lists, one per epoch).
+    best_epoch : int or None
+        1-based epoch with the lowest validation NLL (None without validation data).
+    best_val_nll : float or None
+    stopped_reason : {"completed", "early_stopping", "cancelled", "nan", "time_limit"}
+    message : str
+    epochs_completed : int
+    steps : int
+    elapsed : float
+    """
+
+    history: dict[str, Any]
+    best_epoch: int | None
+    best_val_nll: float | None
+    stopped_reason: str
+    message: str
+    epochs_completed: int
+    steps: int
+    elapsed: float
+
+
+def _as_images(images: Any, name: str) -> torch.Tensor:
+    """Validate (N, C, H, W) float images in [0, 1]; returns a float32 CPU tensor."""
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(np.ascontiguousarray(images))
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"{name} must be an ndarray or tensor (N, C, H, W); got {type(images)}.")
+    if images.ndim != 4 or images.shape[0] == 0:
+        raise ValueError(
+            f"{name} must have shape (N, C, H, W) with N ≥ 1; got {tuple(images.shape)}."
+        )
+    x = images.detach().to("cpu", torch.float32)
+    if not torch.isfinite(x).all() or x.min() < 0.0 or x.max() > 1.0:
+        raise ValueError(
+            f"{name} must hold finite values in [0, 1]; got range "
+            f"[{float(x.min()):.3g}, {float(x.max()):.3g}]. Scale the images to [0, 1]."
+        )
+    return x
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    return value
+
+
+def _resolve_hooks(
+    model: nn.Module, lr: float, step_fn: StepFn | None, configure_optimizers: OptimFn | None
+) -> tuple[StepFn, dict[str, torch.optim.Optimizer]]:
+    if configure_optimizers is not None:
+        optimizers = configure_optimizers(model, lr)
+    elif hasattr(model, "configure_optimizers"):
+        optimizers = model.configure_optimizers(lr)
+    else:
+        optimizers = {"main": torch.optim.Adam(model.parameters(), lr=lr)}
+    if not isinstance(optimizers, dict) or not all(
+        isinstance(o, torch.optim.Optimizer) for o in optimizers.values()
+    ):
+        raise TypeError(
+            "configure_optimizers must return a dict of name -> torch.optim.Optimizer; got "
+            f"{type(optimizers).__name__}."
+        )
+    if step_fn is None:
+        if hasattr(model, "training_step"):
+            def step_fn(m, b, o):
+                return m.training_step(b, o)
+        else:
+            step_fn = nll_training_step
+    return step_fn, optimizers
+
+
+def _is_cancelled(cancel: threading.Event | Callable[[], bool] | None) -> bool:
+    if cancel is None:
+        return False
+    if isinstance(cancel, threading.Event):
+        return cancel.is_set()
+    return bool(cancel())
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, images: torch.Tensor, batch_size: int, device: Any) -> float:
+    """Mean per-example validation NLL in nats (``model.validation_nll`` or −log_prob)."""
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    for i in range(0, images.shape[0], batch_size):
+        batch = images[i : i + batch_size].to(device)
+        if hasattr(model, "validation_nll"):
+            nll = model.validation_nll(batch)
+        else:
+            nll = -model.log_prob(batch)
+        total += float(nll.double().sum())
+    model.train(was_training)
+    return total / images.shape[0]
+
+
+def _clone_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@dataclass
+class _LoopState:
+    """Everything besides weights/optimizers that a checkpoint must restore."""
+
+    epoch: int = 0
+    step: int = 0
+    best_val: float = math.inf
+    best_epoch: int | None = None
+    bad_epochs: int = 0
+    elapsed: float = 0.0
+    history: dict[str, Any] = field(
+        default_factory=lambda: {
+            "step_loss": [], "step_metrics": {}, "epoch_train_loss": [],
+            "epoch_val_nll": [], "epoch_bits_per_dim": [], "epoch_elapsed": [],
+        }
+    )
+
+
+def train(
+    model: nn.Module,
+    train_images: np.ndarray | torch.Tensor,
+    *,
+    val_images: np.ndarray | torch.Tensor | None = None,
+    epochs: int = 10,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    seed: int = 0,
+    callback: Callable[[ProgressEvent], None] | None = None,
+    n_samples: int = 0,
+    early_stopping_patience: int | None = None,
+    restore_best: bool = True,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    cancel: threading.Event | Callable[[], bool] | None = None,
+    device: str | torch.device = "cpu",
+    step_fn: StepFn | None = None,
+    configure_optimizers: OptimFn | None = None,
+    max_seconds: float | None = None,
+    eval_batch_size: int = 256,
+) -> TrainResult:
+    """Train ``model`` in place on images in [0, 1].
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any module with ``log_prob(x) -> (B,)``; FisherLab models may override the
+        ``configure_optimizers`` / ``training_step`` / ``validation_nll`` hooks.
+    train_images : ndarray or Tensor of shape (N, C, H, W)
+        Float images in [0, 1].
+    val_images : ndarray or Tensor of shape (M, C, H, W) or None, default=None
+        Validation images; enable early stopping, best-epoch tracking and bits/dim.
+    epochs : int, default=10
+        Total epochs (a resumed run counts those already done).
+    batch_size : int or None, default=None
+        Mini-batch size (the last batch of an epoch may be smaller); ``None`` takes
+        ``model.training_defaults["batch_size"]`` (64 for a module without it).
+    lr : float or None, default=None
+        Learning rate passed to the optimizer factory; ``None`` takes
+        ``model.training_defaults["lr"]`` (1e-3 for a module without it).
+    seed : int, default=0
+        Seeds shuffling and torch's RNG inside the loop (the caller's RNG state is restored).
+    callback : callable or None, default=None
+        Receives a :class:`ProgressEvent` after every step, every epoch and at the end.
+    n_samples : int, default=0
+        Samples drawn (seeded per epoch) and attached to each epoch event.
+    early_stopping_patience : int or None, default=None
+        Stop after this many epochs without a lower validation NLL.
+    restore_best : bool, default=True
+        At the end, load the weights of the best validation epoch (when there is one).
+    checkpoint_dir : path-like or None, default=None
+        Folder for an atomic checkpoint written after each epoch.
+    resume : bool, default=False
+        Continue from the checkpoint in ``checkpoint_dir`` (fresh start if there is none).
+    cancel : threading.Event, callable or None, default=None
+        Checked before every step; when set, training stops with reason ``"cancelled"``.
+    device : str or torch.device, default="cpu"
+        Where the model and batches live.
+    step_fn : callable or None, default=None
+        ``step_fn(model, batch, optimizers) -> {"loss": float, ...}``; overrides the model hook.
+    configure_optimizers : callable or None, default=None
+        ``configure_optimizers(model, lr) -> {name: optimizer}``; overrides the model hook.
+    max_seconds : float or None, default=None
+        Stop with reason ``"time_limit"`` once this call has run this long.
+    eval_batch_size : int, default=256
+        Batch size for validation.
+
+    Returns
+    -------
+    TrainResult
+    """
+    defaults = {"lr": 1e-3, "batch_size": 64} | dict(getattr(model, "training_defaults", {}))
+    lr = defaults["lr"] if lr is None else lr
+    batch_size = defaults["batch_size"] if batch_size is None else batch_size
+    x_train = _as_images(train_images, "train_images")
+    x_val = None if val_images is None else _as_images(val_images, "val_images")
+    if x_val is not None and x_val.shape[1:] != x_train.shape[1:]:
+        raise ValueError(
+            f"val_images must have the same (C, H, W) as train_images {tuple(x_train.shape[1:])};"
+            f" got {tuple(x_val.shape[1:])}."
+        )
+    for name, value in [("epochs", epochs), ("batch_size", batch_size),
+                        ("eval_batch_size", eval_batch_size)]:
+        _positive_int(value, name)
+    if not (isinstance(lr, int | float) and lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr must be a positive number; got {lr!r}.")
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs checkpoint_dir (where the checkpoint lives).")
+    model.to(device)
+    run = _Run(model, x_train, x_val, epochs, batch_size, seed, callback, n_samples,
+               early_stopping_patience, cancel, device, max_seconds, eval_batch_size,
+               None if checkpoint_dir is None else Path(checkpoint_dir))
+    fork_devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=fork_devices):
+        torch.manual_seed(seed)
+        run.shuffle.manual_seed(seed)
+        run.lr = float(lr)
+        run.step_fn, run.optimizers = _resolve_hooks(model, lr, step_fn, configure_optimizers)
+        if resume:
+            _load_checkpoint(run)
+        reason, message = run.loop()
+    return run.finish(reason, message, restore_best)
+
+
+class _Run:
+    """State and phases of one call of :func:`train` (kept out of ``train`` for length)."""
+
+    def __init__(self, model, x_train, x_val, epochs, batch_size, seed, callback, n_samples,
+                 patience, cancel, device, max_seconds, eval_batch_size, ckpt_dir):
+        self.model, self.x_train, self.x_val = model, x_train, x_val
+        self.epochs, self.batch_size, self.seed = epochs, batch_size, seed
+        self.callback, self.n_samples, self.patience = callback, n_samples, patience
+        self.cancel, self.device, self.max_seconds = cancel, device, max_seconds
+        self.eval_batch_size, self.ckpt_dir = eval_batch_size, ckpt_dir
+        self.shuffle = torch.Generator()
+        self.state = _LoopState()
+        self.steps_per_epoch = -(-x_train.shape[0] // batch_size)
+        self.total_steps = epochs * self.steps_per_epoch
+        self.best_weights: dict[str, torch.Tensor] | None = None
+        self.epoch_start_weights: dict[str, torch.Tensor] | None = None
+        self.last_loss = math.nan
+        self.t0 = time.monotonic()
+        self.step_fn: StepFn = nll_training_step
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.lr = 0.0
+
+    # ---- helpers ---------------------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        return self.state.elapsed + (time.monotonic() - self.t0)
+
+    def emit(self, kind: str, **kw: Any) -> None:
+        if self.callback is not None:
+            self.callback(ProgressEvent(
+                kind=kind, epoch=self.state.epoch + (kind == "step"), step=self.state.step,
+                total_steps=self.total_steps, loss=self.last_loss, elapsed=self.elapsed(), **kw,
+            ))
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Settings that must match for a checkpoint to be resumed."""
+        return {"n_train": int(self.x_train.shape[0]), "batch_size": self.batch_size,
+                "seed": self.seed, "lr": self.lr, "model": type(self.model).__name__,
+                "optimizers": sorted(self.optimizers)}
+
+    # ---- the loop --------------------------------------------------------------------------
+
+    def loop(self) -> tuple[str, str]:
+        st = self.state
+        self.model.train()
+        while st.epoch < self.epochs:
+            self.epoch_start_weights = _clone_state(self.model)
+            perm = torch.randperm(self.x_train.shape[0], generator=self.shuffle)
+            losses = []
+            for b in range(self.steps_per_epoch):
+                stop = self.should_stop()
+                if stop is not None:
+                    return stop
+                idx = perm[b * self.batch_size : (b + 1) * self.batch_size]
+                metrics = self.step_fn(self.model, self.x_train[idx].to(self.device),
+                                       self.optimizers)
+                if not isinstance(metrics, dict) or "loss" not in metrics:
+                    raise TypeError("the step function must return a dict with a 'loss' entry.")
+                self.last_loss = loss = float(metrics["loss"])
+                if not math.isfinite(loss):
+                    return "nan", (
+                        f"loss became {loss} at epoch {st.epoch + 1}, step {st.step + 1}; "
+                        "training stopped. Lower the learning rate or check the data."
+                    )
+                st.step += 1
+                losses.append(loss)
+                st.history["step_loss"].append(loss)
+                for k, v in metrics.items():
+                    st.history["step_metrics"].setdefault(k, []).append(float(v))
+                self.emit("step", metrics={k: float(v) for k, v in metrics.items()})
+            if self.end_epoch(float(np.mean(losses))):
+                return "early_stopping", (
+                    f"validation NLL did not improve for {self.patience} epoch(s); best epoch "
+                    f"{st.best_epoch}."
+                )
+        return "completed", f"trained {st.epoch} epoch(s)."
+
+    def should_stop(self) -> tuple[str, str] | None:
+        if _is_cancelled(self.cancel):
+            return "cancelled", f"cancelled after {self.state.step} step(s)."
+        if self.max_seconds is not None and time.monotonic() - self.t0 >= self.max_seconds:
+            return "time_limit", f"time limit of {self.max_seconds} s reached."
+        return None
+
+    def end_epoch(self, train_loss: float) -> bool:
+        """Validate, track the best epoch, checkpoint, report; True means stop early."""
+        st = self.state
+        val_nll = bpd = None
+        if self.x_val is not None:
+            val_nll = _evaluate(self.model, self.x_val, self.eval_batch_size, self.device)
+            if getattr(self.model, "normalized", True):
+                bpd = float(bits_per_dim(val_nll, tuple(self.x_val.shape[1:])))
+            if val_nll < st.best_val:
+                st.best_val, st.best_epoch, st.bad_epochs = val_nll, st.epoch + 1, 0
+                self.best_weights = _clone_state(self.model)
+            else:
+                st.bad_epochs += 1
+        st.epoch += 1
+        h = st.history
+        h["epoch_train_loss"].append(train_loss)
+        h["epoch_val_nll"].append(val_nll)
+        h["epoch_bits_per_dim"].append(bpd)
+        h["epoch_elapsed"].append(self.elapsed())
+        samples = self.draw_samples()
+        if self.ckpt_dir is not None:
+            _save_checkpoint(self)
+        self.emit("epoch", val_nll=val_nll, bits_per_dim=bpd, samples=samples)
+        return self.patience is not None and st.bad_epochs >= self.patience
+
+    def draw_samples(self) -> np.ndarray | None:
+        if self.n_samples <= 0 or not hasattr(self.model, "sample"):
+            return None
+        # A generator of its own: drawing samples must not change the training RNG stream.
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(self.seed * 1_000_003 + self.state.epoch)
+        self.model.eval()
+        with torch.no_grad():
+            s = self.model.sample(self.n_samples, generator=gen)
+        self.model.train()
+        return s.detach().cpu().numpy()
+
+    def finish(self, reason: str, message: str, restore_best: bool) -> TrainResult:
+        st = self.state
+        if reason == "nan":
+            fallback = self.best_weights if self.best_weights is not None else (
+                self.epoch_start_weights)
+            if fallback is not None:
+                self.model.load_state_dict(fallback)
+                which = "best-epoch" if self.best_weights is not None else "epoch-start"
+                message += f" The {which} weights were restored."
+        elif restore_best and self.best_weights is not None:
+            self.model.load_state_dict(self.best_weights)
+        self.model.eval()
+        self.emit("end", message=message)
+        return TrainResult(
+            history=st.history, best_epoch=st.best_epoch,
+            best_val_nll=None if st.best_epoch is None else st.best_val,
+            stopped_reason=reason, message=message, epochs_completed=st.epoch,
+            steps=st.step, elapsed=self.elapsed(),
+        )
+
+
+def _save_checkpoint(run: _Run) -> None:
+    """Write ``ckpt-EEEE.safetensors`` then ``checkpoint.json`` naming it (both atomic), then
+    delete older tensor files: a crash at any point leaves a consistent checkpoint.
+    """
+    from safetensors.torch import save
+
+    st = run.state
+    tensors = {f"model/{k}": v for k, v in run.model.state_dict().items()}
+    if run.best_weights is not None:
+        tensors.update({f"best/{k}": v for k, v in run.best_weights.items()})
+    optim_meta = {}
+    for name, opt in run.optimizers.items():
+        sd = opt.state_dict()
+        scalars = {}
+        for idx, pstate in sd["state"].items():
+            for key, value in pstate.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"optim/{name}/{idx}/{key}"] = value
+                else:
+                    scalars[f"{idx}/{key}"] = value
+        optim_meta[name] = {"param_groups": sd["param_groups"], "scalars": scalars}
+    tensors["rng/torch"] = torch.get_rng_state()
+    tensors["rng/shuffle"] = run.shuffle.get_state()
+    if torch.device(run.device).type == "cuda":
+        tensors["rng/cuda"] = torch.cuda.get_rng_state(torch.device(run.device))
+    tensors = {k: v.detach().to("cpu").clone().contiguous() for k, v in tensors.items()}
+    fname = f"ckpt-{st.epoch:04d}.safetensors"
+    atomic_write_bytes(run.ckpt_dir / fname, save(tensors))
+    meta = {
+        "format": "fisherlab-checkpoint", "version": 1, "weights_file": fname,
+        "fingerprint": run.fingerprint(), "optimizers": optim_meta,
+        "last_loss": run.last_loss,
+        "state": {k: getattr(st, k) for k in
+                  ("epoch", "step", "best_val", "best_epoch", "bad_epochs", "history")}
+        | {"elapsed": run.elapsed()},
+    }
+    atomic_write_json(run.ckpt_dir / _CKPT_JSON, meta)
+    for old in run.ckpt_dir.glob("ckpt-*.safetensors"):
+        if old.name != fname:
+            old.unlink(missing_ok=True)
+
+
+def _load_checkpoint(run: _Run) -> None:
+    """Restore weights, optimizers, RNG states and loop state; no checkpoint = fresh start."""
+    from safetensors.torch import load_file
+
+    path = run.ckpt_dir / _CKPT_JSON
+    if not path.is_file():
+        return
+    try:
+        meta = read_json(path)
+        tensors = load_file(str(run.ckpt_dir / meta["weights_file"]))
+    except Exception as exc:  # JSON, missing-file and safetensors errors all mean "corrupt"
+        raise CheckpointError(
+            f"checkpoint in {run.ckpt_dir} is unreadable ({exc}); delete the folder or train "
+            "with resume=False."
+        ) from exc
+    expected = run.fingerprint()
+    if meta.get("fingerprint") != expected:
+        raise CheckpointError(
+            f"checkpoint in {run.ckpt_dir} was made with {meta.get('fingerprint')}, not "
+            f"{expected}; resume with the same settings or use a new checkpoint_dir."
+        )
+    try:
+        run.model.load_state_dict(_prefixed(tensors, "model/"))
+        best = _prefixed(tensors, "best/")
+        run.best_weights = best or None
+        for name, opt in run.optimizers.items():
+            om = meta["optimizers"][name]
+            state: dict[int, dict[str, Any]] = {}
+            for key, value in _prefixed(tensors, f"optim/{name}/").items():
+                idx, sub = key.split("/", 1)
+                state.setdefault(int(idx), {})[sub] = value
+            for key, value in om["scalars"].items():
+                idx, sub = key.split("/", 1)
+                state.setdefault(int(idx), {})[sub] = value
+            groups = [{k: tuple(v) if isinstance(v, list) and k != "params" else v
+                       for k, v in g.items()} for g in om["param_groups"]]
+            opt.load_state_dict({"state": state, "param_groups": groups})
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise CheckpointError(
+            f"checkpoint in {run.ckpt_dir} does not fit this model/optimizers: {exc}"
+        ) from exc
+    torch.set_rng_state(tensors["rng/torch"])
+    run.shuffle.set_state(tensors["rng/shuffle"])
+    if "rng/cuda" in tensors and torch.device(run.device).type == "cuda":
+        torch.cuda.set_rng_state(tensors["rng/cuda"], torch.device(run.device))
+    for key, value in meta["state"].items():
+        setattr(run.state, key, value)
+    run.last_loss = meta["last_loss"]
+
+
+def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
