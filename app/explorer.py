@@ -63,11 +63,21 @@ def explore(emb: Embedding, ds: ImageDataset, key: str) -> None:
         st.stop()
     opts = ["label", *ds.attribute_names] if ds.labels is not None else list(ds.attribute_names)
     c1, c2 = st.columns([3, 1])
-    colour_by = c1.selectbox("Colour by", opts or ["none"], key=f"colour_{key}")
+    # many label combinations make an unreadable legend: start with an attribute then
+    many = ds.labels is not None and len(ds.class_names) > 10 and ds.attribute_names
+    colour_by = c1.selectbox("Colour by", opts or ["none"], index=1 if many else 0,
+                             key=f"colour_{key}")
     three_d = c2.toggle("3-D", key=f"three_d_{key}")
     dims = 3 if three_d else 2
     ukey = f"umap:{key}:{dims}"
     xy = results_cache().get(ukey)
+    job = jobs().get(ukey)
+    if xy is None and job is not None and job.snapshot().status in ("failed", "cancelled"):
+        st.error(f"UMAP did not finish: {job.snapshot().error or 'cancelled'}")
+        if st.button("Try again", key=f"umap_retry_{key}"):
+            jobs().forget(ukey)
+            st.rerun()
+        return
     if xy is None:
         jobs().submit(ukey, _umap_job, emb.vectors, dims, ukey, results_cache())
         _waiting(emb, ds, colour_by, ukey, dims)
@@ -90,7 +100,7 @@ def _waiting(emb: Embedding, ds: ImageDataset, colour_by: str, ukey: str, dims: 
                 text=f"{msg}… {snap.elapsed:.0f} s" if snap else msg)
     preview = _pca_preview(emb, ukey, dims)
     st.plotly_chart(_figure(preview, ds, colour_by, "PCA preview (UMAP on its way)"),
-                    key=f"pca_{ukey}", use_container_width=True)
+                    key=f"pca_{ukey}", width="stretch")
 
 
 def _pca_preview(emb: Embedding, ukey: str, dims: int) -> np.ndarray:
@@ -106,15 +116,15 @@ def _plot_and_select(xy: np.ndarray, emb: Embedding, ds: ImageDataset, colour_by
                      key: str) -> None:
     left, right = st.columns([3, 2], gap="medium")
     with left:
-        fig = _figure(xy, ds, colour_by, f"UMAP of {emb.label()}")
+        fig = _figure(xy, ds, colour_by, f"UMAP of {emb.kind}")
         if xy.shape[1] == 2:
             event = st.plotly_chart(fig, on_select="rerun", key=f"umap_{key}",
                                     selection_mode=("box", "lasso", "points"),
-                                    use_container_width=True)
+                                    width="stretch")
             points = event.selection.points if event and event.selection else []
-            chosen = [int(p["customdata"][0]) for p in points if p.get("customdata")]
+            chosen = [i for i in map(_point_index, points) if i is not None]
         else:
-            st.plotly_chart(fig, key=f"umap3_{key}", use_container_width=True)
+            st.plotly_chart(fig, key=f"umap3_{key}", width="stretch")
             chosen = []
     with right:
         if chosen:
@@ -130,8 +140,24 @@ def _plot_and_select(xy: np.ndarray, emb: Embedding, ds: ImageDataset, colour_by
               ["query", *[f"k={s:.2f}" for s in sims]])
 
 
+def _point_index(point: dict) -> int | None:
+    """Dataset index carried in a selected point's customdata.
+
+    Plotly's front end hands customdata back as a list, a scalar, or (for typed arrays) an
+    object keyed by position, depending on how the figure was serialised.
+    """
+    cd = point.get("customdata")
+    if isinstance(cd, dict):
+        cd = [cd[k] for k in sorted(cd, key=int)]
+    if isinstance(cd, (list, tuple)):
+        cd = cd[0] if cd else None
+    return None if cd is None else int(cd)
+
+
 def _grid(ds: ImageDataset, index: list[int], captions: list[str] | None = None) -> None:
     if captions is None:
-        captions = [ds.class_names[ds.labels[i]] if ds.labels is not None else f"#{i}"
-                    for i in index]
+        names = ds.class_names if ds.labels is not None else None
+        # long label names (attribute combinations) do not fit under a thumbnail
+        captions = [names[ds.labels[i]] if names and len(names[ds.labels[i]]) <= 10
+                    else f"#{i}" for i in index]
     image_grid(ds.images[index], captions, columns=5, width=64)

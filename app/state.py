@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import uuid
 from collections import OrderedDict
 from typing import Any
 
@@ -104,6 +105,13 @@ class _LRU:
 def results_cache() -> _LRU:
     """Process-wide cache of UMAP layouts and other job results, keyed explicitly."""
     return _LRU(64)
+
+
+def session_job(name: str) -> str:
+    """A job name private to this browser session (results one user asked for stay theirs)."""
+    if "_session_id" not in st.session_state:
+        st.session_state["_session_id"] = uuid.uuid4().hex[:12]
+    return f"{name}@{st.session_state['_session_id']}"
 
 
 def run_in_background(name: str, fn, *args: Any, **kwargs: Any) -> Job:

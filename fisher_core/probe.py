@@ -133,7 +133,7 @@ def normalization_ablation(
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer, Normalizer, StandardScaler
 
-    from .fisher.vectors import power_l2
+    from .embed import power_l2
 
     def signed_sqrt(z):
         return power_l2(z, power=0.5, l2=False)

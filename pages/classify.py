@@ -6,7 +6,7 @@ import streamlit as st
 
 from app.embeddings_ui import saved_embeddings
 from app.jobs_ui import status
-from app.state import current_dataset, jobs, run_in_background, workspace
+from app.state import current_dataset, jobs, run_in_background, session_job, workspace
 from fisher_core.probe import fisher_vector_ablation, probe_embeddings
 
 st.title("Classify")
@@ -26,7 +26,7 @@ st.caption("Logistic regression, stratified k-fold, seeded; features used as the
 saved = saved_embeddings(ds_key)
 chosen = st.multiselect("Embeddings", list(saved), default=list(saved)[:4],
                         format_func=saved.get, key="clf_embs")
-probe_job = f"probe:{ds_key}"
+probe_job = session_job(f"probe:{ds_key}")
 if st.button("Run probes", type="primary", key="clf_run"):
     embs = {n: workspace().load_embedding(n).vectors for n in chosen}
     run_in_background(probe_job, probe_embeddings, ds.images.reshape(len(ds), -1), embs, y,
@@ -37,7 +37,7 @@ if snap is not None and snap.status == "done":
     st.dataframe(df.style.format({"accuracy": "{:.3f}", "std": "{:.3f}"}), hide_index=True)
     fig = px.bar(df, x="embedding", y="accuracy", error_y="std", range_y=[0, 1],
                  title=f"Linear-probe accuracy ({target})", height=380)
-    st.plotly_chart(fig, use_container_width=True, key="clf_probe_chart")
+    st.plotly_chart(fig, width="stretch", key="clf_probe_chart")
 
 st.subheader("Fisher-vector normalisation ablation")
 st.caption("Normalisation none / analytic / empirical × power (√) on/off × L2 on/off, each a "
@@ -47,7 +47,7 @@ k = c[0].number_input("GMM components K", 2, 128, 16, key="abl_k")
 patch = c[1].number_input("Patch size", 2, 16, 3 if ds.shape[1] <= 16 else 6, key="abl_patch")
 n_max = c[2].number_input("Images (subsample)", 200, len(ds), min(len(ds), 2000),
                           key="abl_n")
-abl_job = f"ablation:{ds_key}"
+abl_job = session_job(f"ablation:{ds_key}")
 if st.button("Run ablation", key="abl_run"):
     run_in_background(abl_job, fisher_vector_ablation, ds, y, n_components=int(k),
                   patch=int(patch), cv=folds, max_images=int(n_max))
@@ -60,6 +60,6 @@ if snap is not None and snap.status == "done":
     fig = px.bar(df, x="normalization", y="accuracy", color="setting", barmode="group",
                  error_y="std", height=400, title="Probe accuracy by FV normalisation")
     fig.update_yaxes(range=[max(0.0, df["accuracy"].min() - 0.1), 1.0])
-    st.plotly_chart(fig, use_container_width=True, key="clf_abl_chart")
+    st.plotly_chart(fig, width="stretch", key="clf_abl_chart")
     st.download_button("Download CSV", df.to_csv(index=False), "fv_ablation.csv",
                        key="abl_csv")

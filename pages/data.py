@@ -108,19 +108,19 @@ if ds.labels is not None:
     counts = np.bincount(ds.labels, minlength=len(ds.class_names))
     fig = go.Figure(go.Bar(x=ds.class_names, y=counts, marker_color="#4a6fa5"))
     fig.update_layout(title="Images per class", height=320, margin=dict(t=40, b=10))
-    charts[0].plotly_chart(fig, use_container_width=True, key="data_class_chart")
+    charts[0].plotly_chart(fig, width="stretch", key="data_class_chart")
 if ds.attributes is not None:
     frac = ds.attributes.mean(axis=0)
     fig = go.Figure(go.Bar(x=ds.attribute_names, y=frac, marker_color="#c0504d"))
     fig.update_layout(title="Fraction with each attribute", height=320,
                       yaxis_range=[0, 1], margin=dict(t=40, b=10))
-    charts[1].plotly_chart(fig, use_container_width=True, key="data_attr_chart")
+    charts[1].plotly_chart(fig, width="stretch", key="data_attr_chart")
 
 st.subheader("Save to the workspace")
 save_cols = st.columns([3, 1])
 save_name = save_cols[0].text_input("Name", value=ds.name, key="data_save_name",
                                     label_visibility="collapsed")
-if save_cols[1].button("Save", key="data_save", use_container_width=True):
+if save_cols[1].button("Save", key="data_save", width="stretch"):
     try:
         ws.save_dataset(ds, save_name)
     except EntryError as exc:

@@ -32,7 +32,7 @@ with left:
           data -> model -> fisher -> use;
         }
         """,
-        use_container_width=True,
+        width="stretch",
     )
     st.markdown(
         """

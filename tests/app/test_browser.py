@@ -19,7 +19,7 @@ from .browser import (
 
 pytestmark = pytest.mark.browser
 
-PAGES = ["", "data"]  # url paths; "" is Home
+PAGES = ["", "data", "embeddings", "classify"]  # url paths; "" is Home
 
 
 def _npz(path):
@@ -52,6 +52,36 @@ def test_app_in_browser(tmp_path):
         assert_no_exception(page, "data upload")
         assert page.get_by_text("Current dataset: tiny").count() == 1
         page.screenshot(path=str(tmp_path / "data-upload.png"), full_page=True)
+        _embeddings_flow(page, url, tmp_path)
         if shots:
-            for name in ("home", "data"):
+            for name in ("home", "data", "embeddings-umap", "embeddings-selection"):
                 shutil.copy(tmp_path / f"{name}.png", os.path.join(shots, f"{name}.png"))
+
+
+def _lasso(page, box) -> None:
+    """Draw a lasso polygon over the middle of a plotly chart's drawing area."""
+    x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
+    path = [(0.03, 0.03), (0.6, 0.03), (0.6, 0.97), (0.03, 0.97), (0.03, 0.05)]
+    page.mouse.move(x0 + w * path[0][0], y0 + h * path[0][1])
+    page.mouse.down()
+    for fx, fy in path[1:]:
+        page.mouse.move(x0 + w * fx, y0 + h * fy, steps=8)
+    page.mouse.up()
+
+
+def _embeddings_flow(page, url, tmp_path) -> None:
+    """Faces: compute GMM Fisher vectors, wait for UMAP, lasso-select, see the images."""
+    page.goto(f"{url}/embeddings")
+    wait_idle(page)
+    page.get_by_role("button", name="Compute Fisher vectors").click()
+    # The PCA preview comes first; the UMAP view replaces it when the background job ends.
+    page.get_by_text("UMAP of").first.wait_for(timeout=120_000)
+    wait_idle(page)
+    assert_no_exception(page, "embeddings")
+    page.screenshot(path=str(tmp_path / "embeddings-umap.png"), full_page=True)
+    chart = page.locator('[data-testid="stPlotlyChart"] .nsewdrag').first
+    _lasso(page, chart.bounding_box())
+    page.get_by_text("selected (first 40 shown)").wait_for(timeout=60_000)
+    wait_idle(page)
+    assert_no_exception(page, "embeddings selection")
+    page.screenshot(path=str(tmp_path / "embeddings-selection.png"), full_page=True)

@@ -1,0 +1,120 @@
+"""AppTest: Embeddings and Classify pages driven as a person would, on the digits."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ENTRY = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
+
+
+@pytest.fixture(autouse=True)
+def _workspace(tmp_path, monkeypatch):
+    monkeypatch.setenv("FISHERLAB_HOME", str(tmp_path / "ws"))
+
+
+def _on(page: str, dataset: str = "digits") -> AppTest:
+    """Start the app, load a built-in dataset on the Data page, then open ``page``."""
+    at = AppTest.from_file(ENTRY, default_timeout=120)
+    at.run()
+    at.switch_page("../pages/data.py").run()
+    at.selectbox(key="data_builtin").select(dataset)
+    at.button[0].click()  # the built-in form's submit button
+    at.run()
+    assert at.session_state["dataset"].name == dataset
+    at.switch_page(f"../pages/{page}").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _rerun_until(at: AppTest, done, timeout: float = 120.0) -> AppTest:
+    """Rerun the script (as the page's refresh timer would) until ``done(at)`` holds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        at.run()
+        assert not at.exception, at.exception
+        assert not at.error, at.error[0].value
+        if done(at):
+            return at
+        time.sleep(0.5)
+    raise AssertionError("the page never reached the expected state")
+
+
+def _chart_titles(at: AppTest) -> list[str]:
+    titles = []
+    for chart in at.get("plotly_chart"):
+        spec = chart.proto.spec
+        titles.append(spec)
+    return titles
+
+
+def test_embeddings_page_fisher_vectors_umap_and_neighbours():
+    at = _on("embeddings.py")
+    assert "No embedding of this dataset yet" in at.info[0].value
+    at.number_input(key="fv_k").set_value(4)
+    at.button[0].click()  # "Compute Fisher vectors" (form submit)
+    at.run()
+    assert not at.exception, at.exception
+    names = at.session_state["embedding_name"]
+    assert names.startswith("digits-fv-k4")
+    # The PCA preview shows at once; the UMAP view replaces it when the job ends.
+    assert any("PCA preview" in s for s in _chart_titles(at)) or any(
+        "UMAP of" in s for s in _chart_titles(at))
+    _rerun_until(at, lambda a: any("UMAP of" in s for s in _chart_titles(a)))
+    # Fisher-kernel neighbours of image 5: the query and 9 neighbours, mostly the same digit.
+    nn_idx = next(w for w in at.number_input if w.key.startswith("nn_idx_"))
+    nn_idx.set_value(5).run()
+    assert not at.exception
+    captions = [c.value for c in at.caption]
+    assert any("Select points" in c for c in captions)
+    # the query image is shown first, then its 9 neighbours with their kernel values
+    images = at.get("image")
+    assert len(images) == 10, len(images)
+    # Revisit: the UMAP layout comes from the cache, no job to wait for.
+    t0 = time.perf_counter()
+    at.switch_page("../pages/home.py").run()
+    at.switch_page("../pages/embeddings.py").run()
+    assert any("UMAP of" in s for s in _chart_titles(at))
+    assert time.perf_counter() - t0 < 10
+
+
+def test_classify_page_probe_on_saved_embedding_and_pixels():
+    at = _on("embeddings.py")
+    at.radio(key="emb_method").set_value("Raw pixels (baseline)").run()
+    at.button(key="emb_pixels").click().run()
+    assert not at.exception
+    at.switch_page("../pages/classify.py").run()
+    assert not at.exception
+    assert at.multiselect(key="clf_embs").value == ["digits-pixels"]
+    at.slider(key="clf_folds").set_value(2)
+    at.button(key="clf_run").click().run()
+    _rerun_until(at, lambda a: len(a.dataframe) > 0)
+    table = at.dataframe[0].value
+    accs = dict(zip(table["embedding"], table["accuracy"], strict=True))
+    # pixels are probed twice (the baseline and the saved copy) and must agree exactly
+    assert accs["raw pixels"] == pytest.approx(accs["digits-pixels"])
+    assert accs["raw pixels"] > 0.9
+
+
+def test_classify_page_ablation_table():
+    at = _on("classify.py")
+    at.slider(key="clf_folds").set_value(2)
+    at.number_input(key="abl_k").set_value(2)
+    at.number_input(key="abl_n").set_value(300)
+    at.button(key="abl_run").click().run()
+    _rerun_until(at, lambda a: len(a.dataframe) > 0)
+    table = at.dataframe[0].value
+    assert len(table) == 12  # 3 normalisations × power on/off × L2 on/off
+    assert set(table["normalization"]) == {"none", "analytic", "empirical"}
+    # the page shows exactly what the library computes for the same settings
+    from fisher_core import load_builtin
+    from fisher_core.probe import fisher_vector_ablation
+
+    ds = load_builtin("digits")
+    ref = fisher_vector_ablation(ds, ds.labels, n_components=2, patch=3, cv=2, max_images=300)
+    np.testing.assert_allclose(table["accuracy"], [r["accuracy"] for r in ref])
+    assert table["accuracy"].max() > 0.6
