@@ -6,10 +6,18 @@ import re
 
 import streamlit as st
 
-from app.state import workspace
+from app.jobs_ui import status
+from app.state import jobs, session_job, workspace
 from fisher_core.data import ImageDataset
+from fisher_core.deep import (
+    POOLS,
+    activation_embedding,
+    fisher_score_embedding,
+    latent_embedding,
+)
 from fisher_core.embed import fisher_vector_embedding, pixel_embedding
 from fisher_core.embedding import Embedding
+from fisher_core.runs import list_models, load_saved_model
 from fisher_core.store import EntryError
 
 
@@ -36,15 +44,28 @@ def embedding_key(name: str) -> str:
     return f"{name}@{e.path.name}"
 
 
+def select_embedding(name: str) -> None:
+    """Make ``name`` the selected embedding on every page, including open select boxes."""
+    st.session_state["embedding_name"] = name
+    st.session_state["embedding_pending"] = name
+
+
 def pick_saved(ds_key: str, key: str) -> tuple[Embedding, str] | None:
     """Select box over saved embeddings of the current dataset; returns (embedding, key)."""
     saved = saved_embeddings(ds_key)
     if not saved:
         return None
     names = list(saved)
-    current = st.session_state.get("embedding_name")
-    index = names.index(current) if current in names else 0
-    name = st.selectbox("Embedding", names, index=index, format_func=saved.get, key=key)
+    pending = st.session_state.pop("embedding_pending", None)
+    if pending in names:
+        st.session_state[key] = pending  # a new embedding was just computed: show it
+    if st.session_state.get(key) in names:
+        name = st.selectbox("Embedding", names, format_func=saved.get, key=key)
+    else:
+        st.session_state.pop(key, None)
+        current = st.session_state.get("embedding_name")
+        index = names.index(current) if current in names else 0
+        name = st.selectbox("Embedding", names, index=index, format_func=saved.get, key=key)
     st.session_state["embedding_name"] = name
     try:
         return workspace().load_embedding(name), embedding_key(name)
@@ -78,7 +99,7 @@ def gmm_fv_form(ds: ImageDataset, ds_key: str) -> None:
     )
     name = slug(f"{ds.name}-fv-k{k}-p{patch}-{norm}{'-pow' if power else ''}{'-l2' if l2 else ''}")
     workspace().save_embedding(emb, name)
-    st.session_state["embedding_name"] = name
+    select_embedding(name)
     bar.empty()
     st.toast(f"Saved embedding {name}")
 
@@ -88,4 +109,74 @@ def pixels_button(ds: ImageDataset, ds_key: str) -> None:
     if st.button("Use raw pixels", key="emb_pixels"):
         name = slug(f"{ds.name}-pixels")
         workspace().save_embedding(pixel_embedding(ds, dataset_key=ds_key), name)
-        st.session_state["embedding_name"] = name
+        select_embedding(name)
+
+
+DEEP_KINDS = {
+    "Fisher scores ∇θ log p(x)": "fisher",
+    "Network activations (baseline)": "activations",
+    "VAE latent means (baseline)": "latent",
+}
+
+
+def _deep_job(job, ds: ImageDataset, ds_key: str, model_name: str, kind: str,
+              options: dict, name: str) -> str:
+    """Worker: load the model, embed the dataset, save the embedding; returns its name."""
+    model, _ = load_saved_model(workspace(), model_name)
+
+    def progress(f: float, m: str) -> None:
+        job.report(f, 1.0, m)
+
+    fn = {"fisher": fisher_score_embedding, "activations": activation_embedding,
+          "latent": latent_embedding}[kind]
+    emb = fn(model, ds.images, dataset_key=ds_key, model_name=model_name, progress=progress,
+             **options)
+    workspace().save_embedding(emb, name)
+    return name
+
+
+def deep_form(ds: ImageDataset, ds_key: str) -> None:
+    """Form for embeddings of a saved deep model; runs as a background job."""
+    models = list_models(workspace(), ds_key)
+    if not models:
+        st.info("No model trained on this dataset yet: train one on the Train page.")
+        return
+    with st.form("deep_form"):
+        c = st.columns(2)
+        model_name = c[0].selectbox("Model", [e.name for e in models], key="deep_model")
+        label = c[1].selectbox("Embedding", list(DEEP_KINDS), key="deep_kind")
+        c = st.columns(4)
+        dim = c[0].number_input("Projection dim", 16, 8192, 512, key="deep_dim")
+        proj = c[1].selectbox("Projection", ["sparse", "gaussian", "kron"], key="deep_proj")
+        norm = c[2].selectbox("Normalisation", ["fim_diag", "none"], key="deep_norm",
+                              help="Diagonal empirical Fisher information of the scores.")
+        center = c[3].toggle("Centre scores", True, key="deep_center")
+        pool = st.selectbox("Activation pooling", list(POOLS), key="deep_pool")
+        go = st.form_submit_button("Compute embedding", type="primary")
+    if not go:
+        return
+    kind = DEEP_KINDS[label]
+    options = {
+        "fisher": {"dim": int(dim), "projection": proj,
+                   "normalize": None if norm == "none" else norm, "center": center},
+        "activations": {"pool": pool},
+        "latent": {},
+    }[kind]
+    suffix = {"fisher": f"fisher-{proj}{dim}-{norm}{'-c' if center else ''}",
+              "activations": f"act-{pool}", "latent": "latent"}[kind]
+    name = slug(f"{model_name}-{suffix}")
+    job_name = session_job(f"embed:{ds_key}")
+    jobs().submit(job_name, _deep_job, ds, ds_key, model_name, kind, options, name)
+    st.session_state["deep_job"] = job_name
+
+
+def deep_status() -> None:
+    """Progress of the deep-embedding job; selects the new embedding when it is done."""
+    job_name = st.session_state.get("deep_job")
+    if not job_name:
+        return
+    snap = status(job_name)
+    if snap is not None and snap.status == "done":
+        select_embedding(jobs().get(job_name).result)
+        del st.session_state["deep_job"]
+        st.toast(f"Saved embedding {st.session_state['embedding_name']}")

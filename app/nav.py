@@ -8,6 +8,7 @@ import streamlit as st
 PAGE_SPECS: list[tuple[str, str, str]] = [
     ("home.py", "Home", ":material/home:"),
     ("data.py", "Data", ":material/dataset:"),
+    ("train.py", "Train", ":material/model_training:"),
     ("embeddings.py", "Embeddings", ":material/scatter_plot:"),
     ("classify.py", "Classify", ":material/table_chart:"),
 ]

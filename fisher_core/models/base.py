@@ -150,6 +150,8 @@ class GenerativeModel(nn.Module):
     normalized: ClassVar[bool] = True
     #: Learning rate and batch size :func:`fisher_core.train.train` uses when not given.
     training_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "batch_size": 64}
+    #: Module whose activations are the "network activations" baseline embedding.
+    activation_layer: ClassVar[str | None] = None
     config: Any
 
     @property

@@ -128,6 +128,8 @@ class PixelCNN(GenerativeModel):
     family = "pixelcnn"
     # Tuned for the built-in sets: recognisable 32×32 faces after ~4 epochs (≈2 CPU minutes).
     training_defaults = {"lr": 1e-2, "batch_size": 32}
+    # trunk features of strictly earlier pixels, (B, D, H, W), before the output head
+    activation_layer = "head_in"
 
     def __init__(self, config: PixelCNNConfig | None = None):
         super().__init__()

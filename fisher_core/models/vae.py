@@ -148,6 +148,8 @@ class VAE(GenerativeModel):
         self.dec_up = nn.ModuleList(nn.Conv2d(Hd, Hd, 3, padding=1) for _ in range(n))
         self._n_out = cfg.levels if cfg.likelihood == "categorical" else 1
         self.dec_out = nn.Conv2d(Hd, C * self._n_out, 3, padding=1)
+        # the deepest encoder feature map, (B, hidden, h, w)
+        self.activation_layer = f"enc_down.{n - 1}" if n else "enc_in"
         if cfg.likelihood == "gaussian" and cfg.learn_sigma:
             self.log_sigma = nn.Parameter(torch.full((C,), math.log(cfg.sigma)))
         else:

@@ -118,3 +118,60 @@ def test_classify_page_ablation_table():
     ref = fisher_vector_ablation(ds, ds.labels, n_components=2, patch=3, cv=2, max_images=300)
     np.testing.assert_allclose(table["accuracy"], [r["accuracy"] for r in ref])
     assert table["accuracy"].max() > 0.6
+
+
+def test_train_page_trains_saves_and_lists_a_model():
+    at = _on("train.py")
+    assert "No model trained on this dataset yet." in at.info[0].value
+    at.selectbox(key="train_family").select("pixelcnn").run()
+    at.number_input(key="cfg_pixelcnn_hidden").set_value(4)
+    at.number_input(key="cfg_pixelcnn_n_blocks").set_value(2)
+    at.number_input(key="train_epochs").set_value(2)
+    at.text_input(key="train_name").input("tiny-px")
+    at.button[0].click()  # the form's "Train"
+    at.run()
+    assert not at.exception, at.exception
+    _rerun_until(at, lambda a: len(a.success) > 0, timeout=180)
+    assert "Saved model **tiny-px**" in at.success[0].value
+    table = at.dataframe[-1].value
+    assert list(table["model"]) == ["tiny-px"]
+    assert table["epochs"][0] == 2 and 0 < table["bits/dim (val)"][0] < 2
+    assert len(at.get("plotly_chart")) == 1  # the run's curves stay visible
+
+
+def test_train_page_rejects_a_bad_name_and_keeps_state():
+    at = _on("train.py")
+    at.text_input(key="train_name").input("my model!")
+    at.button[0].click()
+    at.run()
+    assert "Use letters, digits" in at.error[0].value
+    assert at.session_state["dataset"].name == "digits"
+
+
+def test_embeddings_page_deep_model_fisher_scores_and_activations(tmp_path):
+    from fisher_core import Workspace, load_builtin
+    from fisher_core.runs import train_and_save
+
+    train_and_save(load_builtin("digits"), "pixelcnn", config={"hidden": 4, "n_blocks": 2},
+                   epochs=1, workspace=Workspace(tmp_path / "ws"), name="px",
+                   dataset_key="builtin:digits")
+    at = _on("embeddings.py")
+    at.radio(key="emb_method").set_value("Deep model").run()
+    at.number_input(key="deep_dim").set_value(64)
+    at.button[0].click()  # "Compute embedding"
+    at.run()
+    _rerun_until(at, lambda a: a.session_state["embedding_name"] == "px-fisher-sparse64-fim_diag-c"
+                 if "embedding_name" in a.session_state else False)
+    emb = at.session_state["embedding_name"]
+    from fisher_core import Workspace as W
+
+    saved = W(tmp_path / "ws").load_embedding(emb)
+    assert saved.vectors.shape == (1797, 64) and saved.kind == "fisher"
+    # centred and scaled by the diagonal Fisher information: unit second moment per column
+    np.testing.assert_allclose((saved.vectors ** 2).mean(0), 1.0, atol=1e-2)
+    at.radio(key="emb_method").set_value("Deep model").run()
+    at.selectbox(key="deep_kind").select("Network activations (baseline)")
+    at.button[0].click()
+    at.run()
+    _rerun_until(at, lambda a: a.session_state["embedding_name"] == "px-act-mean")
+    assert not at.exception

@@ -1,0 +1,82 @@
+"""Train: fit a generative model on the current dataset, watch it learn, keep it."""
+
+import pandas as pd
+import streamlit as st
+
+from app.embeddings_ui import slug
+from app.state import current_dataset, jobs, workspace
+from app.train_ui import DEFAULT_EPOCHS, config_form, draw_run, live, start
+from app.widgets import montage
+from fisher_core.models import MODEL_FAMILIES
+from fisher_core.runs import list_models, saved_samples
+
+st.title("Train")
+ds, ds_key = current_dataset()
+st.caption(f"Dataset **{ds.name}** · {len(ds):,} images · {'×'.join(map(str, ds.shape))}. "
+           "Training runs in the background: you can leave this page and come back.")
+
+family = st.selectbox("Model family", sorted(MODEL_FAMILIES), key="train_family")
+model_cls = MODEL_FAMILIES[family][0]
+defaults = getattr(model_cls, "training_defaults", {})
+with st.form(f"train_form_{family}"):
+    st.markdown("**Model**")
+    config = config_form(family, ds)
+    st.markdown("**Training**")
+    c = st.columns(5)
+    epochs = c[0].number_input("Epochs", 1, 500, DEFAULT_EPOCHS.get(family, 5),
+                               key="train_epochs")
+    batch = c[1].number_input("Batch size", 1, 4096, int(defaults.get("batch_size", 64)),
+                              key="train_batch")
+    lr = c[2].number_input("Learning rate", 1e-6, 1.0, float(defaults.get("lr", 1e-3)),
+                           format="%.0e", key="train_lr")
+    seed = c[3].number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
+    minutes = c[4].number_input("Time limit (min)", 0.5, 600.0, 10.0, step=0.5,
+                                key="train_minutes")
+    name = st.text_input("Save as", slug(f"{ds.name}-{family}"), key="train_name")
+    go = st.form_submit_button("Train", type="primary")
+
+if go:
+    if not slug(name) or slug(name) != name:
+        st.error(f"Use letters, digits, '.', '_' or '-' in the name, e.g. {slug(name)!r}.")
+    else:
+        opts = dict(epochs=int(epochs), batch_size=int(batch), lr=float(lr), seed=int(seed),
+                    max_seconds=float(minutes) * 60)
+        start(name, ds, family, config, opts, ds_key)
+        st.session_state["train_job"] = f"train:{name}"
+
+job_name = st.session_state.get("train_job")
+job = jobs().get(job_name) if job_name else None
+if job is not None:
+    snap = job.snapshot()
+    st.subheader(f"Run {job_name.removeprefix('train:')}")
+    if not snap.finished:
+        live(job_name)
+    else:
+        if snap.status == "done":
+            r = job.result
+            st.success(f"Saved model **{r['name']}** · {r['message']}")
+        elif snap.status == "failed":
+            st.error(f"Training failed: {snap.error}. Your other models are untouched; "
+                     "try a smaller learning rate or fewer blocks.")
+        else:
+            st.warning("Training was cancelled; nothing was saved.")
+        draw_run(snap.published.get("log"), key=f"final_{job_name}")
+
+st.subheader("Saved models of this dataset")
+saved = list_models(workspace(), ds_key)
+if not saved:
+    st.info("No model trained on this dataset yet.")
+    st.stop()
+rows = []
+for e in saved:
+    m = e.meta.get("metrics", {})
+    rows.append({"model": e.name, "family": e.meta.get("family"),
+                 "bits/dim (val)": m.get("val_bits_per_dim"), "epochs": m.get("epochs"),
+                 "parameters": m.get("parameters"), "seconds": m.get("seconds"),
+                 "stopped": m.get("stopped")})
+st.dataframe(pd.DataFrame(rows), hide_index=True,
+             column_config={"bits/dim (val)": st.column_config.NumberColumn(format="%.3f")})
+pick = st.selectbox("Samples of", [e.name for e in saved], key="train_samples_of")
+grid = saved_samples(workspace(), pick)
+if grid is not None:
+    st.image(montage(grid, columns=8, min_side=48), caption=f"{pick}: samples at its last epoch")
