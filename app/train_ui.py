@@ -67,7 +67,7 @@ def _train_job(job: Job, ds: ImageDataset, family: str, config: dict, opts: dict
         if event.loss == event.loss:  # not NaN
             msg += f" · loss {event.loss:.4g}"
         job.report(event.step, max(event.total_steps, 1), msg)
-        if event.kind != "step" or event.step % 5 == 0:
+        if event.kind != "step" or event.step % 5 == 0 or event.step == 1:
             job.publish(log=log.state())
 
     run = train_and_save(ds, family, config=config, workspace=workspace(), name=name,

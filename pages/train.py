@@ -15,7 +15,9 @@ ds, ds_key = current_dataset()
 st.caption(f"Dataset **{ds.name}** · {len(ds):,} images · {'×'.join(map(str, ds.shape))}. "
            "Training runs in the background: you can leave this page and come back.")
 
-family = st.selectbox("Model family", sorted(MODEL_FAMILIES), key="train_family")
+families = sorted(MODEL_FAMILIES)
+family = st.selectbox("Model family", families, index=families.index("pixelcnn"),
+                      key="train_family")
 model_cls = MODEL_FAMILIES[family][0]
 defaults = getattr(model_cls, "training_defaults", {})
 with st.form(f"train_form_{family}"):

@@ -19,7 +19,7 @@ from .browser import (
 
 pytestmark = pytest.mark.browser
 
-PAGES = ["", "data", "embeddings", "classify"]  # url paths; "" is Home
+PAGES = ["", "data", "train", "embeddings", "classify"]  # url paths; "" is Home
 
 
 def _npz(path):
@@ -53,6 +53,7 @@ def test_app_in_browser(tmp_path):
         assert page.get_by_text("Current dataset: tiny").count() == 1
         page.screenshot(path=str(tmp_path / "data-upload.png"), full_page=True)
         _embeddings_flow(page, url, tmp_path)
+        _train_flow(page, url, tmp_path)
         if shots:
             for name in ("home", "data", "embeddings-umap", "embeddings-selection"):
                 shutil.copy(tmp_path / f"{name}.png", os.path.join(shots, f"{name}.png"))
@@ -85,3 +86,29 @@ def _embeddings_flow(page, url, tmp_path) -> None:
     wait_idle(page)
     assert_no_exception(page, "embeddings selection")
     page.screenshot(path=str(tmp_path / "embeddings-selection.png"), full_page=True)
+
+
+def _set_number(page, label: str, value) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Tab")
+
+
+def _train_flow(page, url, tmp_path) -> None:
+    """Digits: train a small PixelCNN for two epochs; the run view and saved list update."""
+    page.goto(f"{url}/data")
+    wait_idle(page)
+    page.get_by_label("Dataset", exact=True).click()
+    page.get_by_role("option", name="digits").click()
+    page.get_by_role("button", name="Load").first.click()
+    wait_idle(page)
+    page.get_by_text("Train", exact=True).first.click()  # the sidebar link
+    wait_idle(page)
+    for label, value in [("hidden", 8), ("Epochs", 2)]:
+        _set_number(page, label, value)
+    page.get_by_role("button", name="Train", exact=True).click()
+    page.get_by_text("Saved model digits-pixelcnn").first.wait_for(timeout=180_000)
+    wait_idle(page)
+    assert_no_exception(page, "train")
+    assert page.get_by_text("samples at its last epoch").count() == 1
+    page.screenshot(path=str(tmp_path / "train.png"), full_page=True)
