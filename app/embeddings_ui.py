@@ -114,9 +114,28 @@ def pixels_button(ds: ImageDataset, ds_key: str) -> None:
 
 DEEP_KINDS = {
     "Fisher scores ∇θ log p(x)": "fisher",
+    "Adversarial Fisher vectors (AFV)": "afv",
+    "FV-VAE Fisher vector": "fv_vae",
     "Network activations (baseline)": "activations",
+    "Discriminator pooled activations (D-pool)": "d_pool",
     "VAE latent means (baseline)": "latent",
 }
+# which embeddings each model family offers
+FAMILY_KINDS = {
+    "pixelcnn": ("fisher", "activations"),
+    "vae": ("fisher", "activations", "latent"),
+    "fvvae": ("fv_vae", "fisher", "activations", "latent"),
+    "ebgan": ("afv", "d_pool"),
+}
+
+
+def _embedders() -> dict:
+    from fisher_core.afv import afv_embedding, d_pool_embedding
+    from fisher_core.models.fvvae import fvvae_embedding
+
+    return {"fisher": fisher_score_embedding, "activations": activation_embedding,
+            "latent": latent_embedding, "afv": afv_embedding, "d_pool": d_pool_embedding,
+            "fv_vae": fvvae_embedding}
 
 
 def _deep_job(job, ds: ImageDataset, ds_key: str, model_name: str, kind: str,
@@ -127,10 +146,10 @@ def _deep_job(job, ds: ImageDataset, ds_key: str, model_name: str, kind: str,
     def progress(f: float, m: str) -> None:
         job.report(f, 1.0, m)
 
-    fn = {"fisher": fisher_score_embedding, "activations": activation_embedding,
-          "latent": latent_embedding}[kind]
-    emb = fn(model, ds.images, dataset_key=ds_key, model_name=model_name, progress=progress,
-             **options)
+    fn = _embedders()[kind]
+    if kind != "d_pool":
+        options = {**options, "progress": progress}
+    emb = fn(model, ds.images, dataset_key=ds_key, model_name=model_name, **options)
     workspace().save_embedding(emb, name)
     return name
 
@@ -141,10 +160,13 @@ def deep_form(ds: ImageDataset, ds_key: str) -> None:
     if not models:
         st.info("No model trained on this dataset yet: train one on the Train page.")
         return
+    families = {e.name: e.meta.get("family", "") for e in models}
+    model_name = st.selectbox("Model", list(families), key="deep_model",
+                              format_func=lambda n: f"{n} ({families[n]})")
+    offered = FAMILY_KINDS.get(families[model_name], ("fisher", "activations"))
     with st.form("deep_form"):
-        c = st.columns(2)
-        model_name = c[0].selectbox("Model", [e.name for e in models], key="deep_model")
-        label = c[1].selectbox("Embedding", list(DEEP_KINDS), key="deep_kind")
+        label = st.selectbox("Embedding", [k for k, v in DEEP_KINDS.items() if v in offered],
+                             key="deep_kind")
         c = st.columns(4)
         dim = c[0].number_input("Projection dim", 16, 8192, 512, key="deep_dim")
         proj = c[1].selectbox("Projection", ["sparse", "gaussian", "kron"], key="deep_proj")
@@ -159,11 +181,13 @@ def deep_form(ds: ImageDataset, ds_key: str) -> None:
     options = {
         "fisher": {"dim": int(dim), "projection": proj,
                    "normalize": None if norm == "none" else norm, "center": center},
+        "afv": {"dim": int(dim), "projection": proj},
         "activations": {"pool": pool},
-        "latent": {},
+        "latent": {}, "d_pool": {}, "fv_vae": {},
     }[kind]
     suffix = {"fisher": f"fisher-{proj}{dim}-{norm}{'-c' if center else ''}",
-              "activations": f"act-{pool}", "latent": "latent"}[kind]
+              "afv": f"afv-{proj}{dim}", "activations": f"act-{pool}", "latent": "latent",
+              "d_pool": "d-pool", "fv_vae": "fv-vae"}[kind]
     name = slug(f"{model_name}-{suffix}")
     job_name = session_job(f"embed:{ds_key}")
     jobs().submit(job_name, _deep_job, ds, ds_key, model_name, kind, options, name)

@@ -10,7 +10,10 @@ PAGE_SPECS: list[tuple[str, str, str]] = [
     ("data.py", "Data", ":material/dataset:"),
     ("train.py", "Train", ":material/model_training:"),
     ("embeddings.py", "Embeddings", ":material/scatter_plot:"),
+    ("interpolate.py", "Interpolate", ":material/linear_scale:"),
+    ("manipulate.py", "Manipulate", ":material/tune:"),
     ("classify.py", "Classify", ":material/table_chart:"),
+    ("metrics.py", "Metrics", ":material/monitoring:"),
 ]
 
 

@@ -23,7 +23,7 @@ CHOICES = {
     "output": ("categorical", "logistic"),
 }
 # Epochs that give recognisable samples on the built-in data in about two CPU minutes.
-DEFAULT_EPOCHS = {"pixelcnn": 4, "vae": 9}
+DEFAULT_EPOCHS = {"pixelcnn": 4, "vae": 9, "ebgan": 10, "fvvae": 9}
 SKIP = {"channels", "height", "width"}
 
 
@@ -62,7 +62,6 @@ def _train_job(job: Job, ds: ImageDataset, family: str, config: dict, opts: dict
     log = RunLog()
 
     def callback(event) -> None:
-        log(event)
         msg = f"epoch {event.epoch} · step {event.step:,}/{event.total_steps:,}"
         if event.loss == event.loss:  # not NaN
             msg += f" · loss {event.loss:.4g}"
@@ -72,7 +71,7 @@ def _train_job(job: Job, ds: ImageDataset, family: str, config: dict, opts: dict
 
     run = train_and_save(ds, family, config=config, workspace=workspace(), name=name,
                          dataset_key=ds_key, callback=callback, cancel=job.cancel_event,
-                         **opts)
+                         log=log, **opts)
     job.publish(log=log.state())
     return {"metrics": run.metrics, "message": run.result.message,
             "stopped": run.result.stopped_reason, "name": name}
@@ -84,22 +83,50 @@ def start(name: str, ds: ImageDataset, family: str, config: dict, opts: dict,
     jobs().submit(f"train:{name}", _train_job, ds, family, config, opts, name, ds_key)
 
 
+def _monitor_panel(fig: go.Figure, monitor: list[dict[str, float]], **pos: int) -> None:
+    """Fisher distance real vs generated, training and held-out images; best step marked."""
+    m = pd.DataFrame(monitor)
+    for col, name in [("train_fd", "training images"), ("heldout_fd", "held-out images")]:
+        fig.add_trace(go.Scatter(x=m["step"], y=m[col], mode="lines+markers", name=name),
+                      **pos)
+    best = m.loc[m["heldout_fd"].idxmin()]
+    fig.add_trace(go.Scatter(x=[best["step"]], y=[best["heldout_fd"]], mode="markers",
+                             marker=dict(size=14, symbol="star", color="gold"),
+                             name=f"best (step {int(best['step'])})"), **pos)
+    fig.update_yaxes(title_text="Fisher distance", **pos)
+    fig.update_xaxes(title_text="step", **pos)
+
+
+def monitor_figure(monitor: list[dict[str, float]], title: str) -> go.Figure:
+    """The training monitor of a saved GAN run on its own chart."""
+    fig = go.Figure()
+    _monitor_panel(fig, monitor)
+    fig.update_layout(title=title, height=340, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
 def curves(state: dict[str, Any]) -> go.Figure:
-    """Training loss per step and validation bits/dim per epoch, on two panels."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("training loss", "validation"))
+    """Training loss per step, and validation bits/dim per epoch or (GANs) the Fisher
+    distance between real and generated sets."""
+    monitor = state.get("monitor") or []
+    right = "real vs generated (AFV)" if monitor else "validation"
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("training loss", right))
     steps = pd.DataFrame(state["steps"], columns=["step", "loss"])
     if len(steps):
-        fig.add_trace(go.Scatter(x=steps["step"], y=steps["loss"], mode="lines", name="loss"),
-                      1, 1)
+        fig.add_trace(go.Scatter(x=steps["step"], y=steps["loss"], mode="lines", name="loss",
+                                 showlegend=False), 1, 1)
     epochs = pd.DataFrame(state["epochs"])
-    if len(epochs):
+    fig.update_xaxes(title_text="step", row=1, col=1)
+    if monitor:
+        _monitor_panel(fig, monitor, row=1, col=2)
+    elif len(epochs) and epochs[["bits_per_dim", "val_nll"]].notna().any().any():
         y = "bits_per_dim" if epochs["bits_per_dim"].notna().any() else "val_nll"
         fig.add_trace(go.Scatter(x=epochs["epoch"], y=epochs[y], mode="lines+markers",
-                                 name=y.replace("_", " ")), 1, 2)
+                                 name=y.replace("_", " "), showlegend=False), 1, 2)
         fig.update_yaxes(title_text=y.replace("_", " "), row=1, col=2)
-    fig.update_xaxes(title_text="step", row=1, col=1)
-    fig.update_xaxes(title_text="epoch", row=1, col=2)
-    fig.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10), showlegend=False)
+        fig.update_xaxes(title_text="epoch", row=1, col=2)
+    fig.update_layout(height=340, margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(orientation="h", y=-0.25))
     return fig
 
 

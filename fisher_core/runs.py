@@ -30,12 +30,15 @@ __all__ = [
     "data_config",
     "list_models",
     "load_saved_model",
+    "saved_monitor",
     "saved_samples",
     "train_and_save",
 ]
 
 HISTORY_FILE = "history.json"
 SAMPLES_FILE = "samples.npy"
+MONITOR_FILE = "monitor.json"
+BEST_SUFFIX = "-best"
 
 
 class RunLog:
@@ -53,6 +56,7 @@ class RunLog:
         self.epochs: list[dict[str, Any]] = []
         self.samples: np.ndarray | None = None
         self.last: ProgressEvent | None = None
+        self.monitor: list[dict[str, float]] = []  # FisherMonitor history, when there is one
         self._stride = 1
 
     def __call__(self, event: ProgressEvent) -> None:
@@ -73,7 +77,8 @@ class RunLog:
     def state(self) -> dict[str, Any]:
         """A copy safe to hand to another thread."""
         return {"steps": list(self.steps), "step_metrics": list(self.step_metrics),
-                "epochs": list(self.epochs), "samples": self.samples, "last": self.last}
+                "epochs": list(self.epochs), "samples": self.samples, "last": self.last,
+                "monitor": list(self.monitor)}
 
 
 @dataclass
@@ -137,6 +142,8 @@ def train_and_save(
     cancel: Any = None,
     max_seconds: float | None = None,
     early_stopping_patience: int | None = 3,
+    log: RunLog | None = None,
+    monitor_every: int | None = None,
 ) -> ModelRun:
     """Build a model of ``family`` for ``ds``, train it, and save it to the workspace.
 
@@ -155,6 +162,14 @@ def train_and_save(
         Held-out fraction, in [0, 0.5].
     workspace, name : optional
         Save the model as ``models/name`` when both are given.
+    log : RunLog, optional
+        Receives every event (pass one to read curves live from another thread).
+    monitor_every : int or None, default=None
+        For an energy-based GAN (a family with ``normalized = False``): evaluate the Fisher
+        distance between real (training and held-out) and generated sets every this many
+        steps (:class:`fisher_core.afv.FisherMonitor`); ``None`` picks about 12 evaluations
+        per run. The history is saved as ``monitor.json``, and the weights with the best
+        held-out value as a second model ``<name>-best``.
     dataset_key : str
         Recorded with the saved model, so pages can list the models of a dataset.
 
@@ -165,13 +180,7 @@ def train_and_save(
     if not 0.0 <= val_fraction <= 0.5:
         raise ValueError(f"val_fraction must be in [0, 0.5]; got {val_fraction!r}.")
     cfg = {**data_config(family, ds), **(config or {})}
-    log = RunLog()
-
-    def report(event: ProgressEvent) -> None:
-        log(event)
-        if callback is not None:
-            callback(event)
-
+    log = log if log is not None else RunLog()
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = build_model(family, **cfg)
@@ -180,6 +189,16 @@ def train_and_save(
     if val_fraction > 0 and len(ds) >= 20:
         train_ds, val_ds = ds.split(test_size=val_fraction, seed=seed)
         val = val_ds.images
+    monitor = _monitor(model, train_ds, val, epochs, batch_size, monitor_every, seed)
+    if monitor is not None:
+        log.monitor = monitor.history  # the same list: readers see evaluations as they land
+
+    def report(event: ProgressEvent) -> None:
+        if monitor is not None:
+            monitor(event)
+        log(event)
+        if callback is not None:
+            callback(event)
     with tempfile.TemporaryDirectory(prefix="fisherlab-ckpt-") as ckpt:
         result = train(model, train_ds.images, val_images=val, epochs=epochs,
                        batch_size=batch_size, lr=lr, seed=seed, callback=report,
@@ -194,7 +213,37 @@ def train_and_save(
             atomic_write_json(folder / HISTORY_FILE, result.history)
             if log.samples is not None:
                 np.save(folder / SAMPLES_FILE, np.asarray(log.samples, dtype=np.float32))
+            if monitor is not None:
+                atomic_write_json(folder / MONITOR_FILE, {"history": monitor.history,
+                                                          "best": monitor.best})
+        if monitor is not None and monitor.best_state is not None:
+            _save_best(workspace, name, model, monitor, meta)
     return ModelRun(model, result, name, metrics)
+
+
+def _monitor(model: nn.Module, train_ds: ImageDataset, val: np.ndarray | None, epochs: int,
+             batch_size: int | None, every: int | None, seed: int):
+    """A FisherMonitor for GANs read as energy models; None for likelihood models."""
+    if getattr(type(model), "normalized", True) or val is None or len(val) < 2:
+        return None
+    from .afv import FisherMonitor
+
+    bs = batch_size or getattr(type(model), "training_defaults", {}).get("batch_size", 64)
+    total = epochs * -(-len(train_ds) // bs)
+    every = every or max(1, total // 12)
+    return FisherMonitor(model, train_ds.images, val, every=every, n=64, seed=seed)
+
+
+def _save_best(workspace: Workspace, name: str, model: nn.Module, monitor, meta: dict) -> None:
+    """Save the weights with the best held-out Fisher distance as ``models/<name>-best``."""
+    best = build_model(type(model).family, **dataclasses.asdict(model.config))
+    best.load_state_dict(monitor.best_state)
+    metrics = {**meta["metrics"], "monitor_step": monitor.best["step"],
+               "heldout_fd": monitor.best["heldout_fd"]}
+    with workspace.writer("models", name + BEST_SUFFIX, {**meta, "metrics": metrics}) as folder:
+        save_model(best, folder, metrics=metrics)
+        atomic_write_json(folder / MONITOR_FILE, {"history": monitor.history,
+                                                  "best": monitor.best})
 
 
 def list_models(workspace: Workspace, dataset_key: str | None = None) -> list[Entry]:
@@ -224,6 +273,15 @@ def load_saved_model(workspace: Workspace, name: str) -> tuple[nn.Module, dict[s
         history = {}
     model.eval()
     return model, history
+
+
+def saved_monitor(workspace: Workspace, name: str) -> dict[str, Any] | None:
+    """The Fisher-distance training monitor of ``models/name`` (GANs), or None."""
+    path = workspace.entry("models", name).path / MONITOR_FILE
+    try:
+        return read_json(path) if path.exists() else None
+    except (OSError, ValueError):
+        return None
 
 
 def saved_samples(workspace: Workspace, name: str) -> np.ndarray | None:

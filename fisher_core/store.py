@@ -33,7 +33,7 @@ from .embedding import Embedding
 
 __all__ = ["KINDS", "Entry", "EntryError", "Workspace", "default_root"]
 
-KINDS = ("datasets", "models", "embeddings", "results")
+KINDS = ("datasets", "models", "embeddings", "decoders", "extractors", "results")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,79}$")
 
 

@@ -18,6 +18,11 @@ global RNG state is restored afterwards), so the same seed gives identical losse
 JSON; ``resume=True`` continues from the last completed epoch and reaches the same final
 weights as an uninterrupted run. A non-finite loss stops training with reason ``"nan"`` (no
 exception) and restores the best (or last epoch-start) weights.
+
+Supervised data: ``train_images`` may also be a tuple of arrays sharing their first dimension
+(``(z, x)`` for a decoder, ``(x, y)`` for a classifier). Batches are then tuples of tensors,
+the model (or ``step_fn``) must provide ``training_step``, and validation uses the model's
+``validation_loss(batch)`` (reported in the ``val_nll`` fields, without bits/dim).
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ from .models.base import bits_per_dim, nll_training_step
 
 __all__ = ["CheckpointError", "ProgressEvent", "TrainResult", "train"]
 
-StepFn = Callable[[nn.Module, torch.Tensor, dict[str, torch.optim.Optimizer]], dict[str, float]]
+Batch = torch.Tensor | tuple[torch.Tensor, ...]
+Data = torch.Tensor | tuple[torch.Tensor, ...]
+StepFn = Callable[[nn.Module, Batch, dict[str, torch.optim.Optimizer]], dict[str, float]]
 OptimFn = Callable[[nn.Module, float], dict[str, torch.optim.Optimizer]]
 
 _CKPT_JSON = "checkpoint.json"
@@ -64,7 +71,8 @@ class ProgressEvent:
     loss : float
         Loss of the last step (``nan`` before the first).
     val_nll : float or None
-        Mean validation NLL in nats per example (epoch events).
+        Mean validation NLL in nats per example (epoch events); for tuple data, the mean of
+        the model's ``validation_loss``.
     bits_per_dim : float or None
         ``val_nll`` in bits per dimension (None for unnormalised models).
     samples : ndarray of shape (n, C, H, W) or None
@@ -138,6 +146,65 @@ def _as_images(images: Any, name: str) -> torch.Tensor:
     return x
 
 
+def _as_arrays(data: Any, name: str) -> tuple[torch.Tensor, ...]:
+    """Validate a tuple of arrays sharing their first dimension N ≥ 1; floating arrays become
+    float32, integer ones int64, booleans float32 (CPU tensors)."""
+    parts = []
+    for i, a in enumerate(data):
+        if isinstance(a, np.ndarray):
+            a = torch.from_numpy(np.ascontiguousarray(a))
+        if not isinstance(a, torch.Tensor):
+            raise TypeError(f"{name}[{i}] must be an ndarray or tensor; got {type(a).__name__}.")
+        a = a.detach().to("cpu")
+        if a.dtype == torch.bool or a.is_floating_point():
+            a = a.to(torch.float32)
+            if not torch.isfinite(a).all():
+                raise ValueError(f"{name}[{i}] contains NaN or infinite values.")
+        else:
+            a = a.to(torch.int64)
+        parts.append(a)
+    ns = [a.shape[0] if a.ndim else -1 for a in parts]
+    if not parts or ns[0] < 1 or any(n != ns[0] for n in ns):
+        raise ValueError(
+            f"{name} as a tuple must hold arrays with the same first dimension N ≥ 1; got "
+            f"leading sizes {ns}."
+        )
+    return tuple(parts)
+
+
+def _as_data(data: Any, name: str) -> Data:
+    """Images (N, C, H, W) in [0, 1], or a tuple of arrays with a shared first dimension."""
+    return _as_arrays(data, name) if isinstance(data, tuple) else _as_images(data, name)
+
+
+def _n_rows(x: Data) -> int:
+    return int(x[0].shape[0]) if isinstance(x, tuple) else int(x.shape[0])
+
+
+def _take(x: Data, idx: torch.Tensor | slice, device: Any) -> Batch:
+    if isinstance(x, tuple):
+        return tuple(t[idx].to(device) for t in x)
+    return x[idx].to(device)
+
+
+def _check_val(x_train: Data, x_val: Data | None) -> None:
+    if x_val is None:
+        return
+    if not isinstance(x_train, tuple):
+        if x_val.shape[1:] != x_train.shape[1:]:
+            raise ValueError(
+                f"val_images must have the same (C, H, W) as train_images "
+                f"{tuple(x_train.shape[1:])}; got {tuple(x_val.shape[1:])}."
+            )
+        return
+    shapes = [tuple(a.shape[1:]) for a in x_train]
+    if [tuple(b.shape[1:]) for b in x_val] != shapes:
+        raise ValueError(
+            f"val_images must be a tuple of arrays shaped like train_images (per-row shapes "
+            f"{shapes}); got {[tuple(b.shape[1:]) for b in x_val]}."
+        )
+
+
 def _positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer; got {value!r}.")
@@ -145,7 +212,8 @@ def _positive_int(value: Any, name: str) -> int:
 
 
 def _resolve_hooks(
-    model: nn.Module, lr: float, step_fn: StepFn | None, configure_optimizers: OptimFn | None
+    model: nn.Module, lr: float, step_fn: StepFn | None, configure_optimizers: OptimFn | None,
+    tuple_data: bool = False,
 ) -> tuple[StepFn, dict[str, torch.optim.Optimizer]]:
     if configure_optimizers is not None:
         optimizers = configure_optimizers(model, lr)
@@ -161,6 +229,11 @@ def _resolve_hooks(
             f"{type(optimizers).__name__}."
         )
     if step_fn is None:
+        if tuple_data and not hasattr(model, "training_step"):
+            raise TypeError(
+                f"tuple training data needs a step function: give step_fn or implement "
+                f"training_step(batch, optimizers) on {type(model).__name__}."
+            )
         if hasattr(model, "training_step"):
             def step_fn(m, b, o):
                 return m.training_step(b, o)
@@ -178,20 +251,27 @@ def _is_cancelled(cancel: threading.Event | Callable[[], bool] | None) -> bool:
 
 
 @torch.no_grad()
-def _evaluate(model: nn.Module, images: torch.Tensor, batch_size: int, device: Any) -> float:
-    """Mean per-example validation NLL in nats (``model.validation_nll`` or −log_prob)."""
+def _evaluate(model: nn.Module, images: Data, batch_size: int, device: Any) -> float:
+    """Mean per-example validation NLL in nats (``model.validation_nll`` or −log_prob); for
+    tuple data the mean of ``model.validation_loss(batch)`` (per-example (B,) or a batch mean).
+    """
     was_training = model.training
     model.eval()
     total = 0.0
-    for i in range(0, images.shape[0], batch_size):
-        batch = images[i : i + batch_size].to(device)
+    n = _n_rows(images)
+    for i in range(0, n, batch_size):
+        batch = _take(images, slice(i, i + batch_size), device)
+        if isinstance(batch, tuple):
+            loss = torch.as_tensor(model.validation_loss(batch)).double()
+            total += float(loss.sum()) if loss.ndim else float(loss) * batch[0].shape[0]
+            continue
         if hasattr(model, "validation_nll"):
             nll = model.validation_nll(batch)
         else:
             nll = -model.log_prob(batch)
         total += float(nll.double().sum())
     model.train(was_training)
-    return total / images.shape[0]
+    return total / n
 
 
 def _clone_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -218,9 +298,9 @@ class _LoopState:
 
 def train(
     model: nn.Module,
-    train_images: np.ndarray | torch.Tensor,
+    train_images: np.ndarray | torch.Tensor | tuple,
     *,
-    val_images: np.ndarray | torch.Tensor | None = None,
+    val_images: np.ndarray | torch.Tensor | tuple | None = None,
     epochs: int = 10,
     batch_size: int | None = None,
     lr: float | None = None,
@@ -245,10 +325,16 @@ def train(
     model : nn.Module
         Any module with ``log_prob(x) -> (B,)``; FisherLab models may override the
         ``configure_optimizers`` / ``training_step`` / ``validation_nll`` hooks.
-    train_images : ndarray or Tensor of shape (N, C, H, W)
-        Float images in [0, 1].
-    val_images : ndarray or Tensor of shape (M, C, H, W) or None, default=None
-        Validation images; enable early stopping, best-epoch tracking and bits/dim.
+    train_images : ndarray or Tensor of shape (N, C, H, W), or tuple of arrays
+        Float images in [0, 1]; or a tuple of arrays with the same first dimension N (e.g.
+        ``(z, x)``, ``(x, y)``), whose batches are tuples of tensors (floating and boolean
+        arrays become float32, integer arrays int64). Tuple data needs ``training_step`` (or
+        ``step_fn``).
+    val_images : ndarray, Tensor, tuple or None, default=None
+        Validation data of the same kind; enable early stopping, best-epoch tracking and
+        bits/dim (images only). With tuple data the model must have
+        ``validation_loss(batch) -> Tensor`` (per-example (B,) or a batch mean), reported as
+        the validation "NLL".
     epochs : int, default=10
         Total epochs (a resumed run counts those already done).
     batch_size : int or None, default=None
@@ -262,7 +348,8 @@ def train(
     callback : callable or None, default=None
         Receives a :class:`ProgressEvent` after every step, every epoch and at the end.
     n_samples : int, default=0
-        Samples drawn (seeded per epoch) and attached to each epoch event.
+        Samples drawn (seeded per epoch) and attached to each epoch event (models with
+        ``sample`` only).
     early_stopping_patience : int or None, default=None
         Stop after this many epochs without a lower validation NLL.
     restore_best : bool, default=True
@@ -291,12 +378,16 @@ def train(
     defaults = {"lr": 1e-3, "batch_size": 64} | dict(getattr(model, "training_defaults", {}))
     lr = defaults["lr"] if lr is None else lr
     batch_size = defaults["batch_size"] if batch_size is None else batch_size
-    x_train = _as_images(train_images, "train_images")
-    x_val = None if val_images is None else _as_images(val_images, "val_images")
-    if x_val is not None and x_val.shape[1:] != x_train.shape[1:]:
-        raise ValueError(
-            f"val_images must have the same (C, H, W) as train_images {tuple(x_train.shape[1:])};"
-            f" got {tuple(x_val.shape[1:])}."
+    x_train = _as_data(train_images, "train_images")
+    if val_images is not None and isinstance(val_images, tuple) != isinstance(x_train, tuple):
+        raise TypeError("train_images and val_images must both be image arrays or both tuples.")
+    x_val = None if val_images is None else _as_data(val_images, "val_images")
+    _check_val(x_train, x_val)
+    tuple_data = isinstance(x_train, tuple)
+    if tuple_data and x_val is not None and not hasattr(model, "validation_loss"):
+        raise TypeError(
+            f"tuple validation data needs {type(model).__name__}.validation_loss(batch) -> "
+            "Tensor; implement it or pass val_images=None."
         )
     for name, value in [("epochs", epochs), ("batch_size", batch_size),
                         ("eval_batch_size", eval_batch_size)]:
@@ -314,7 +405,8 @@ def train(
         torch.manual_seed(seed)
         run.shuffle.manual_seed(seed)
         run.lr = float(lr)
-        run.step_fn, run.optimizers = _resolve_hooks(model, lr, step_fn, configure_optimizers)
+        run.step_fn, run.optimizers = _resolve_hooks(model, lr, step_fn, configure_optimizers,
+                                                     tuple_data)
         if resume:
             _load_checkpoint(run)
         reason, message = run.loop()
@@ -333,7 +425,7 @@ class _Run:
         self.eval_batch_size, self.ckpt_dir = eval_batch_size, ckpt_dir
         self.shuffle = torch.Generator()
         self.state = _LoopState()
-        self.steps_per_epoch = -(-x_train.shape[0] // batch_size)
+        self.steps_per_epoch = -(-_n_rows(x_train) // batch_size)
         self.total_steps = epochs * self.steps_per_epoch
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.epoch_start_weights: dict[str, torch.Tensor] | None = None
@@ -357,7 +449,7 @@ class _Run:
 
     def fingerprint(self) -> dict[str, Any]:
         """Settings that must match for a checkpoint to be resumed."""
-        return {"n_train": int(self.x_train.shape[0]), "batch_size": self.batch_size,
+        return {"n_train": _n_rows(self.x_train), "batch_size": self.batch_size,
                 "seed": self.seed, "lr": self.lr, "model": type(self.model).__name__,
                 "optimizers": sorted(self.optimizers)}
 
@@ -368,14 +460,14 @@ class _Run:
         self.model.train()
         while st.epoch < self.epochs:
             self.epoch_start_weights = _clone_state(self.model)
-            perm = torch.randperm(self.x_train.shape[0], generator=self.shuffle)
+            perm = torch.randperm(_n_rows(self.x_train), generator=self.shuffle)
             losses = []
             for b in range(self.steps_per_epoch):
                 stop = self.should_stop()
                 if stop is not None:
                     return stop
                 idx = perm[b * self.batch_size : (b + 1) * self.batch_size]
-                metrics = self.step_fn(self.model, self.x_train[idx].to(self.device),
+                metrics = self.step_fn(self.model, _take(self.x_train, idx, self.device),
                                        self.optimizers)
                 if not isinstance(metrics, dict) or "loss" not in metrics:
                     raise TypeError("the step function must return a dict with a 'loss' entry.")
@@ -411,7 +503,7 @@ class _Run:
         val_nll = bpd = None
         if self.x_val is not None:
             val_nll = _evaluate(self.model, self.x_val, self.eval_batch_size, self.device)
-            if getattr(self.model, "normalized", True):
+            if getattr(self.model, "normalized", True) and not isinstance(self.x_val, tuple):
                 bpd = float(bits_per_dim(val_nll, tuple(self.x_val.shape[1:])))
             if val_nll < st.best_val:
                 st.best_val, st.best_epoch, st.bad_epochs = val_nll, st.epoch + 1, 0

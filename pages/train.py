@@ -5,10 +5,10 @@ import streamlit as st
 
 from app.embeddings_ui import slug
 from app.state import current_dataset, jobs, workspace
-from app.train_ui import DEFAULT_EPOCHS, config_form, draw_run, live, start
+from app.train_ui import DEFAULT_EPOCHS, config_form, draw_run, live, monitor_figure, start
 from app.widgets import montage
 from fisher_core.models import MODEL_FAMILIES
-from fisher_core.runs import list_models, saved_samples
+from fisher_core.runs import list_models, saved_monitor, saved_samples
 
 st.title("Train")
 ds, ds_key = current_dataset()
@@ -75,10 +75,17 @@ for e in saved:
     rows.append({"model": e.name, "family": e.meta.get("family"),
                  "bits/dim (val)": m.get("val_bits_per_dim"), "epochs": m.get("epochs"),
                  "parameters": m.get("parameters"), "seconds": m.get("seconds"),
-                 "stopped": m.get("stopped")})
+                 "stopped": m.get("stopped"),
+                 "best held-out step": m.get("monitor_step")})
 st.dataframe(pd.DataFrame(rows), hide_index=True,
              column_config={"bits/dim (val)": st.column_config.NumberColumn(format="%.3f")})
 pick = st.selectbox("Samples of", [e.name for e in saved], key="train_samples_of")
 grid = saved_samples(workspace(), pick)
 if grid is not None:
     st.image(montage(grid, columns=8, min_side=48), caption=f"{pick}: samples at its last epoch")
+mon = saved_monitor(workspace(), pick)
+if mon and mon.get("history"):
+    st.plotly_chart(monitor_figure(mon["history"], f"{pick}: real vs generated"),
+                    key="train_monitor", width="stretch")
+    st.caption("Models ending in “-best” hold the weights at the step with the lowest held-out "
+               "Fisher distance (the star); pick them like any other model.")

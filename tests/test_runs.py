@@ -70,3 +70,25 @@ def test_run_log_thins_steps_and_keeps_epochs():
     assert all(loss == s for s, loss in log.state()["steps"])
     assert log.state()["epochs"][0]["bits_per_dim"] == 0.5
     assert log.state()["samples"].shape == (1, 1, 2, 2)
+
+
+def test_gan_run_records_the_fisher_monitor_and_saves_the_best_checkpoint(tmp_path):
+    from fisher_core.runs import saved_monitor
+
+    ws = Workspace(tmp_path)
+    ds = load_builtin("digits").subset(np.arange(200))
+    log = RunLog()
+    run = train_and_save(ds, "ebgan", config={"g_width": 8, "d_width": 4, "latent_dim": 4},
+                         epochs=2, batch_size=32, workspace=ws, name="gan", log=log,
+                         monitor_every=3, dataset_key="d")
+    mon = saved_monitor(ws, "gan")
+    steps = [r["step"] for r in mon["history"]]
+    assert steps[:3] == [3, 6, 9] and steps[-1] == run.result.steps
+    assert log.state()["monitor"] == mon["history"]
+    best = min(mon["history"], key=lambda r: r["heldout_fd"])
+    assert mon["best"] == best
+    # the "-best" model holds different weights from the final one unless best is the last
+    best_model, _ = load_saved_model(ws, "gan-best")
+    assert ws.entry("models", "gan-best").meta["metrics"]["monitor_step"] == best["step"]
+    assert sorted(e.name for e in list_models(ws, "d")) == ["gan", "gan-best"]
+    assert best_model.log_prob(torch.from_numpy(ds.images[:4])).shape == (4,)

@@ -21,6 +21,8 @@ from .base import (
     nll_training_step,
     quantize,
 )
+from .ebgan import EBGAN, EBGANConfig
+from .fvvae import FVVAE, FVVAEConfig
 from .io import ModelFileError, load_model, save_model
 from .pixelcnn import PixelCNN, PixelCNNConfig
 from .vae import VAE, VAEConfig, gaussian_kl
@@ -28,6 +30,10 @@ from .vae import VAE, VAEConfig, gaussian_kl
 __all__ = [
     "MODEL_FAMILIES",
     "ConfigError",
+    "EBGAN",
+    "EBGANConfig",
+    "FVVAE",
+    "FVVAEConfig",
     "GenerativeModel",
     "ModelFileError",
     "PixelCNN",
@@ -48,6 +54,8 @@ __all__ = [
 MODEL_FAMILIES: dict[str, tuple[type[nn.Module], type]] = {
     "pixelcnn": (PixelCNN, PixelCNNConfig),
     "vae": (VAE, VAEConfig),
+    "ebgan": (EBGAN, EBGANConfig),
+    "fvvae": (FVVAE, FVVAEConfig),
 }
 
 
@@ -57,7 +65,7 @@ def build_model(family: str, **config: Any) -> nn.Module:
     Parameters
     ----------
     family : str
-        A key of ``MODEL_FAMILIES`` (``"pixelcnn"``, ``"vae"``).
+        A key of ``MODEL_FAMILIES`` (``"pixelcnn"``, ``"vae"``, ``"ebgan"``, ``"fvvae"``).
     **config
         Fields of the family's config dataclass; missing fields take their defaults.
 

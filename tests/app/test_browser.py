@@ -53,9 +53,13 @@ def test_app_in_browser(tmp_path):
         assert page.get_by_text("Current dataset: tiny").count() == 1
         page.screenshot(path=str(tmp_path / "data-upload.png"), full_page=True)
         _embeddings_flow(page, url, tmp_path)
+        _decoded_space(home)
+        _slider_flow(page, url, tmp_path, "interpolate", "α (0 = A")
+        _slider_flow(page, url, tmp_path, "manipulate", "Strength of")
         _train_flow(page, url, tmp_path)
         if shots:
-            for name in ("home", "data", "embeddings-umap", "embeddings-selection"):
+            for name in ("home", "data", "embeddings-umap", "embeddings-selection",
+                         "interpolate", "manipulate", "train"):
                 shutil.copy(tmp_path / f"{name}.png", os.path.join(shots, f"{name}.png"))
 
 
@@ -104,11 +108,46 @@ def _train_flow(page, url, tmp_path) -> None:
     wait_idle(page)
     page.get_by_text("Train", exact=True).first.click()  # the sidebar link
     wait_idle(page)
-    for label, value in [("hidden", 8), ("Epochs", 2)]:
+    for label, value in [("hidden", 8), ("Epochs", 1)]:
         _set_number(page, label, value)
     page.get_by_role("button", name="Train", exact=True).click()
-    page.get_by_text("Saved model digits-pixelcnn").first.wait_for(timeout=180_000)
+    page.get_by_text("Saved model digits-pixelcnn").first.wait_for(timeout=300_000)
     wait_idle(page)
     assert_no_exception(page, "train")
     assert page.get_by_text("samples at its last epoch").count() == 1
     page.screenshot(path=str(tmp_path / "train.png"), full_page=True)
+
+
+def _decoded_space(home) -> None:
+    """Give the running app a decoded space: faces pixels and a quickly trained decoder."""
+    from fisher_core import Workspace, load_builtin
+    from fisher_core.embed import pixel_embedding
+    from fisher_core.spaces import train_embedding_decoder
+
+    ws, ds = Workspace(home), load_builtin("faces")
+    ws.save_embedding(pixel_embedding(ds, dataset_key="builtin:faces"), "faces-pixels")
+    train_embedding_decoder(ws, "faces-pixels", ds, epochs=1, max_seconds=15, hidden=32,
+                            base_channels=8)
+
+
+def _image_sources(page) -> list[str]:
+    imgs = page.locator('[data-testid="stImage"] img')
+    return [imgs.nth(i).get_attribute("src") for i in range(imgs.count())]
+
+
+def _slider_flow(page, url, tmp_path, name: str, slider_label: str) -> None:
+    """Move the page's main slider with the keyboard; the decoded images must change."""
+    page.goto(f"{url}/{name}")
+    wait_idle(page)
+    assert_no_exception(page, name)
+    before = _image_sources(page)
+    thumb = page.locator('[data-testid="stSlider"]').filter(has_text=slider_label) \
+        .get_by_role("slider").first
+    thumb.focus()
+    for _ in range(6):
+        thumb.press("ArrowLeft")
+    wait_idle(page)
+    assert_no_exception(page, f"{name} slider")
+    after = _image_sources(page)
+    assert len(after) == len(before) and after != before, f"{name}: nothing changed"
+    page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)

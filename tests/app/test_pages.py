@@ -175,3 +175,26 @@ def test_embeddings_page_deep_model_fisher_scores_and_activations(tmp_path):
     at.run()
     _rerun_until(at, lambda a: a.session_state["embedding_name"] == "px-act-mean")
     assert not at.exception
+
+
+def test_embeddings_page_gan_offers_afv_and_d_pool(tmp_path):
+    from fisher_core import Workspace, load_builtin
+    from fisher_core.runs import train_and_save
+
+    ds = load_builtin("digits")
+    train_and_save(ds, "ebgan", config={"g_width": 8, "d_width": 4, "latent_dim": 4},
+                   epochs=1, workspace=Workspace(tmp_path / "ws"), name="gan",
+                   dataset_key="builtin:digits", monitor_every=1000)
+    at = _on("embeddings.py")
+    at.radio(key="emb_method").set_value("Deep model").run()
+    at.selectbox(key="deep_model").select("gan").run()
+    assert at.selectbox(key="deep_kind").options == [
+        "Adversarial Fisher vectors (AFV)", "Discriminator pooled activations (D-pool)"]
+    at.number_input(key="deep_dim").set_value(32)
+    at.button[0].click()
+    at.run()
+    _rerun_until(at, lambda a: a.session_state["embedding_name"] == "gan-afv-sparse32"
+                 if "embedding_name" in a.session_state else False, timeout=180)
+    emb = Workspace(tmp_path / "ws").load_embedding("gan-afv-sparse32")
+    assert emb.kind == "afv" and emb.vectors.shape == (len(ds), 32)
+    assert np.isfinite(emb.vectors).all()

@@ -1,0 +1,111 @@
+"""Widgets shared by the Interpolate, Manipulate and Metrics pages: decoders per space."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+from app.jobs_ui import status
+from app.state import jobs, session_job, workspace
+from app.widgets import montage
+from fisher_core.data import ImageDataset
+from fisher_core.decode import Decoder
+from fisher_core.embedding import Embedding
+from fisher_core.spaces import decoded_embeddings, load_embedding_decoder, train_embedding_decoder
+
+from .embeddings_ui import embedding_key, saved_embeddings
+
+
+def _version(kind: str, name: str) -> str:
+    return workspace().entry(kind, name).path.name
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _decoder(name: str, version: str, root: str) -> Decoder | None:
+    return load_embedding_decoder(workspace(), name)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _embedding(name: str, key: str, root: str) -> Embedding:
+    return workspace().load_embedding(name)
+
+
+def decoder(name: str) -> Decoder | None:
+    """The decoder of embedding ``name`` (loaded once per saved version)."""
+    return _decoder(name, _version("decoders", name), str(workspace().root))
+
+
+def embedding(name: str) -> Embedding:
+    """Saved embedding ``name`` (loaded once per saved version)."""
+    return _embedding(name, embedding_key(name), str(workspace().root))
+
+
+def decode(name: str, z: np.ndarray) -> np.ndarray:
+    """Images (M, C, H, W) in [0, 1] decoded from raw embedding rows ``z`` (M, k)."""
+    return decoder(name).decode(np.atleast_2d(z))
+
+
+def _decoder_job(job, ds: ImageDataset, name: str) -> dict:
+    def callback(event) -> None:
+        job.report(event.step, max(event.total_steps, 1),
+                   f"decoder for {name}: epoch {event.epoch}, loss {event.loss:.4g}")
+
+    _, metrics = train_embedding_decoder(workspace(), name, ds, callback=callback,
+                                         cancel=job.cancel_event)
+    return metrics
+
+
+def decoder_panel(ds: ImageDataset, ds_key: str) -> dict[str, dict]:
+    """Expander to train decoders for saved embeddings; returns the decoded spaces."""
+    spaces = decoded_embeddings(workspace(), ds_key)
+    saved = saved_embeddings(ds_key)
+    missing = [n for n in saved if n not in spaces]
+    with st.expander("Decoders (embedding → image)", expanded=not spaces):
+        if spaces:
+            rows = [{"embedding": n, "held-out MSE/pixel": m.get("val_mse"),
+                     "epochs": m.get("epochs"), "seconds": m.get("seconds")}
+                    for n, m in spaces.items()]
+            st.dataframe(rows, hide_index=True)
+        if not saved:
+            st.info("No embedding of this dataset yet: compute some on the Embeddings page.")
+        elif missing:
+            pick = st.multiselect("Train decoders for", missing, default=missing[:4],
+                                  key="dec_pick")
+            st.caption("An MLP into a small conv decoder per embedding, early-stopped on "
+                       "held-out images (≤ 1 min each on a CPU).")
+            if st.button("Train decoders", key="dec_train", disabled=not pick):
+                for name in pick:
+                    jobs().submit(session_job(f"decoder:{name}"), _decoder_job, ds, name)
+                st.session_state["dec_jobs"] = [session_job(f"decoder:{n}") for n in pick]
+        for job_name in st.session_state.get("dec_jobs", []):
+            status(job_name)
+    return spaces
+
+
+def pick_spaces(spaces: dict[str, dict], key: str) -> list[str]:
+    """Multiselect over decoded spaces (all selected by default, at most 4)."""
+    names = list(spaces)
+    return st.multiselect("Spaces", names, default=names[:4], key=key,
+                          format_func=lambda n: f"{n} ({embedding(n).kind})")
+
+
+def png_bytes(images: np.ndarray, columns: int) -> bytes:
+    """A PNG montage of images (N, C, H, W) in [0, 1]."""
+    buf = io.BytesIO()
+    Image.fromarray(montage(images, columns=columns, min_side=64)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class Timer:
+    """Wall-clock milliseconds of a block, to show how fast a fragment rerun was."""
+
+    def __enter__(self) -> Timer:
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.ms = 1000 * (time.perf_counter() - self.t0)

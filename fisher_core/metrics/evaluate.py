@@ -1,0 +1,231 @@
+"""Measuring an embedding through its decoder: interpolation FID curves and attribute edits.
+
+Both protocols follow Yan, Ho & Abbeel (2019, "Natural image manipulation for autoregressive
+models using Fisher scores") and work for any embedding with a decoder, so different spaces
+(Fisher scores, activations, pixels, latents) are compared by the same code.
+
+The decoder is anything with ``decode(z (M, k)) -> images (M, C, H, W)`` in [0, 1] (a
+:class:`fisher_core.decode.Decoder`); the feature extractor anything with
+``features(images) -> (M, f)`` (a :class:`fisher_core.metrics.features.DomainFeatureExtractor`),
+whose ``name`` is returned with the FIDs; the attribute classifier either has
+``predict_attributes(images) -> (M, A)`` probabilities or is such a callable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..edit import apply_direction, attribute_direction, interpolate
+from .distance import frechet_distance
+
+__all__ = ["attribute_edit_scores", "fid_vs_alpha"]
+
+Progress = Callable[[float, str], None]
+
+#: α grid of :func:`fid_vs_alpha`: 0, 0.1, ..., 1.
+DEFAULT_ALPHAS: tuple[float, ...] = tuple(np.round(np.linspace(0.0, 1.0, 11), 12).tolist())
+
+
+def _vectors(z: Any) -> np.ndarray:
+    z = np.asarray(getattr(z, "vectors", z), dtype=np.float32)
+    if z.ndim != 2 or z.shape[0] < 2:
+        raise ValueError(f"embedding_vectors must be (N, k) with N ≥ 2; got shape {z.shape}.")
+    return z
+
+
+def _random_pairs(n: int, n_pairs: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_pairs, 2) row indices, the two ends of each pair distinct."""
+    i = rng.integers(0, n, n_pairs)
+    j = (i + rng.integers(1, n, n_pairs)) % n  # never equal to i
+    return np.stack([i, j], axis=1)
+
+
+def fid_vs_alpha(
+    embedding_vectors: np.ndarray,
+    decoder: Any,
+    real_images: np.ndarray,
+    extractor: Any,
+    *,
+    n_pairs: int = 500,
+    alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
+    method: str = "linear",
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """FID of decoded interpolations against real images, as a function of α.
+
+    Protocol (Yan et al. 2019): draw ``n_pairs`` random pairs (i, j), i ≠ j, of embedding
+    rows (with replacement across pairs, seeded); for each α compute
+    ``z_α = interpolate(z_i, z_j, α, method)`` for every pair (α = 0 is z_i, 1 is z_j), decode
+    the ``n_pairs`` points, and compute the Fréchet distance between the extractor's features
+    of those images and of ``real_images``. A good space keeps the curve flat; a space whose
+    midpoints leave the data manifold peaks at α = 0.5. The ends measure the decoder's
+    reconstruction quality alone.
+
+    Parameters
+    ----------
+    embedding_vectors : ndarray of shape (N, k) or Embedding
+        Raw embedding rows (what the decoder takes).
+    decoder : object with ``decode(z) -> (M, C, H, W)``
+    real_images : ndarray of shape (R, C, H, W)
+        Reference set (e.g. the dataset, or its held-out part), in [0, 1].
+    extractor : object with ``features(images) -> (M, f)``
+        Its ``name`` attribute, if any, is returned with the result.
+    n_pairs : int, default=500
+        Pairs, i.e. images per FID; FID is biased upwards for small sets, so compare curves
+        only at equal ``n_pairs`` and ``len(real_images)``.
+    alphas : array-like of shape (T,), default=DEFAULT_ALPHAS (0, 0.1, ..., 1)
+    method : {"linear", "slerp"}, default="linear"
+    seed : int, default=0
+        Seeds the choice of pairs.
+    progress : callable(fraction, message) or None, default=None
+
+    Returns
+    -------
+    dict
+        ``alphas`` (T,) and ``fid`` (T,) lists of float, ``pairs`` (n_pairs, 2) int array,
+        ``n_pairs``, ``n_real``, ``method``, ``extractor`` (name).
+    """
+    z = _vectors(embedding_vectors)
+    a = np.asarray(alphas, dtype=np.float64).reshape(-1)
+    if a.size == 0 or not np.isfinite(a).all():
+        raise ValueError(f"alphas must be a non-empty list of finite numbers; got {alphas!r}.")
+    if isinstance(n_pairs, bool) or not isinstance(n_pairs, int) or n_pairs < 2:
+        raise ValueError(f"n_pairs must be an integer ≥ 2 (one FID needs 2 images); got "
+                         f"{n_pairs!r}.")
+    report = progress or (lambda f, m: None)
+    pairs = _random_pairs(z.shape[0], n_pairs, np.random.default_rng(seed))
+    paths = np.stack([interpolate(z[i], z[j], a, method=method) for i, j in pairs])  # (P, T, k)
+    report(0.0, f"features of {len(real_images):,} real images")
+    real = extractor.features(np.asarray(real_images, dtype=np.float32))
+    fids = []
+    for t, alpha in enumerate(a):
+        feats = extractor.features(decoder.decode(paths[:, t]))
+        fids.append(frechet_distance(real, feats))
+        report((t + 1) / a.size, f"α = {alpha:.2f}: FID {fids[-1]:.3g} ({t + 1}/{a.size})")
+    return {"alphas": a.tolist(), "fid": fids, "pairs": pairs, "n_pairs": n_pairs,
+            "n_real": int(real.shape[0]), "method": method,
+            "extractor": getattr(extractor, "name", type(extractor).__name__)}
+
+
+def _classify(classifier: Any, images: np.ndarray) -> np.ndarray:
+    fn = getattr(classifier, "predict_attributes", classifier)
+    return np.asarray(fn(images), dtype=np.float64)
+
+
+def attribute_edit_scores(
+    embedding_vectors: np.ndarray,
+    attributes: np.ndarray,
+    decoder: Any,
+    classifier: Any,
+    *,
+    attribute: int,
+    strengths: Sequence[float] = (1.0, 3.0, 5.0),
+    n_sources: int = 200,
+    remove: bool = True,
+    threshold: float = 0.5,
+    attribute_names: Sequence[str] | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """Success and preservation of attribute-vector edits, judged by a classifier.
+
+    Protocol:
+
+    1. Direction: δ = mean(z | attribute) − mean(z | no attribute) over all N rows, from the
+       ground-truth ``attributes[:, attribute]`` (:func:`fisher_core.edit.attribute_direction`).
+    2. Sources: up to ``n_sources`` rows *without* the attribute (ground truth), drawn without
+       replacement with ``seed``; edited as z + s·δ ("add", target: present). With
+       ``remove=True`` also up to ``n_sources`` rows *with* it, edited as z − s·δ ("remove",
+       target: absent).
+    3. Reference: each source's unedited z is decoded and classified; the classifier's labels
+       (probability ≥ ``threshold``) on this reconstruction are the reference, so decoder
+       errors are not counted as edit errors.
+    4. For every strength s: decode the edited z, classify, and report
+
+       - ``success``: share of sources whose target attribute is predicted as the target
+         (present for "add", absent for "remove");
+       - ``preservation``: share of (source, other attribute) pairs whose predicted label is
+         unchanged from the reference (NaN with a single attribute);
+       - ``baseline``: share of sources whose *unedited* reconstruction already shows the
+         target (what success would be with no edit at all);
+       - ``target_prob``: mean classifier probability of the attribute after the edit.
+
+    Parameters
+    ----------
+    embedding_vectors : ndarray of shape (N, k) or Embedding
+    attributes : ndarray of shape (N, A)
+        Ground-truth binary attributes of the rows.
+    decoder : object with ``decode(z) -> (M, C, H, W)``
+    classifier : object with ``predict_attributes(images) -> (M, A)``, or such a callable
+        Probabilities of the same A attributes, in the same order.
+    attribute : int
+        Column of the edited attribute.
+    strengths : sequence of float, default=(1, 3, 5)
+    n_sources : int, default=200
+    remove : bool, default=True
+        Also score removing the attribute from rows that have it.
+    threshold : float, default=0.5
+        Probability above which the classifier says "present".
+    attribute_names : sequence of str or None, default=None
+        Names for the rows' ``attribute`` field (default ``"attr<j>"``).
+    seed : int, default=0
+    progress : callable(fraction, message) or None, default=None
+
+    Returns
+    -------
+    list of dict
+        One row per (direction, strength), keys ``attribute``, ``direction``, ``strength``,
+        ``n``, ``success``, ``preservation``, ``baseline``, ``target_prob``.
+    """
+    z = _vectors(embedding_vectors)
+    attrs = np.asarray(attributes)
+    if attrs.ndim == 1:
+        attrs = attrs[:, None]
+    if attrs.ndim != 2 or attrs.shape[0] != z.shape[0]:
+        raise ValueError(f"attributes must be (N, A) with N = {z.shape[0]}; got {attrs.shape}.")
+    n_attr = attrs.shape[1]
+    if isinstance(attribute, bool) or not isinstance(attribute, int | np.integer) or not (
+            0 <= attribute < n_attr):
+        raise ValueError(f"attribute must be a column index in [0, {n_attr}); got {attribute!r}.")
+    if isinstance(n_sources, bool) or not isinstance(n_sources, int) or n_sources < 1:
+        raise ValueError(f"n_sources must be a positive integer; got {n_sources!r}.")
+    has = attrs[:, attribute].astype(bool)
+    delta = attribute_direction(z, has)
+    names = list(attribute_names) if attribute_names is not None else [
+        f"attr{j}" for j in range(n_attr)]
+    rng = np.random.default_rng(seed)
+    plans = [("add", ~has, 1.0, True)] + ([("remove", has, -1.0, False)] if remove else [])
+    report = progress or (lambda f, m: None)
+    total, done = len(plans) * (1 + len(strengths)), 0
+    rows = []
+    for direction, pool, sign, target in plans:
+        idx = rng.choice(np.flatnonzero(pool), size=min(n_sources, int(pool.sum())),
+                         replace=False)
+        ref = _classify(classifier, decoder.decode(z[idx])) >= threshold  # (M, A)
+        if ref.shape != (idx.size, n_attr):
+            raise ValueError(f"the classifier must return (M, {n_attr}) probabilities, one "
+                             f"per attribute; got {ref.shape}.")
+        done += 1
+        report(done / total, f"{direction} {names[attribute]}: reference reconstructions")
+        others = np.arange(n_attr) != attribute
+        for s in strengths:
+            probs = _classify(classifier, decoder.decode(apply_direction(z[idx], delta,
+                                                                         sign * float(s))))
+            pred = probs >= threshold
+            rows.append({
+                "attribute": names[attribute], "direction": direction, "strength": float(s),
+                "n": int(idx.size),
+                "success": float((pred[:, attribute] == target).mean()),
+                "preservation": float((pred[:, others] == ref[:, others]).mean())
+                if others.any() else float("nan"),
+                "baseline": float((ref[:, attribute] == target).mean()),
+                "target_prob": float(probs[:, attribute].mean()),
+            })
+            done += 1
+            report(done / total, f"{direction} {names[attribute]} ×{s:g}: success "
+                                 f"{rows[-1]['success']:.0%}")
+    return rows

@@ -1,0 +1,368 @@
+"""FV-VAE: a convolutional VAE with *local* latents, a learnable GMM prior over them, and
+Fisher-vector embeddings of its latent descriptors.
+
+Model. The encoder maps an image to a grid of h × w local latents, one d-dimensional Gaussian
+q(z_t | x) = N(μ_t(x), diag σ_t²(x)) per location t. The prior treats the locations as a bag
+of descriptors: every z_t is drawn independently from one diagonal GMM,
+``p(z_t) = Σ_k w_k N(z_t | m_k, diag s_k²)``, whose parameters live in a
+:class:`~fisher_core.fisher.layer.FisherVectorLayer` (``model.fv``). The decoder maps the
+grid of latents back to p(x | z) (categorical over L levels, or Gaussian), like
+:class:`~fisher_core.models.VAE`.
+
+Objective (what ``log_prob`` returns and training maximises): the ELBO
+
+    ELBO(x) = E_q[log p(x | z)] + E_q[Σ_t log p_GMM(z_t)] + H[q(z | x)]  ≤  log p(x),
+
+with reparameterised samples for the first two terms and the Gaussian entropy in closed form.
+It is a bound on the log-likelihood of one generative model, so it is trained with the shared
+loop's default step (no weighting constant λ to tune), and the encoder, decoder *and* the
+GMM are learned jointly, end to end, by one optimizer.
+
+Why the GMM is the prior rather than an auxiliary loss (e.g. ELBO + λ · mean log p_GMM(μ_t)):
+an auxiliary density term on deterministic descriptors can be raised without bound by
+shrinking the descriptors and the mixture together, so it needs a tuned λ and still fights the
+KL term; as the prior it sits inside a bound on log p(x), which cannot be inflated. It also
+gives the embedding a meaning: the Fisher score of the model w.r.t. the prior parameters φ
+is ``∇φ log p(x) = E_p(z|x)[Σ_t ∇φ log p_φ(z_t)]``, which :meth:`FVVAE.embed` approximates
+by plugging in the posterior means, ``Σ_t ∇φ log p_φ(μ_t)``, i.e. exactly a (1/n-scaled)
+Fisher vector of the descriptors μ_t under the prior GMM, with the analytic diagonal Fisher
+information, power and L2 normalisation of the improved FV.
+
+Samples draw every local latent independently from the GMM and decode them: they have the
+right local statistics but no global layout (the prior is exchangeable over locations). The
+model is meant for embeddings; sample quality is not its strength.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..embedding import Embedding
+from ..fisher.layer import FisherVectorLayer
+from .base import ConfigError, GenerativeModel, check_images, make_generator, quantize
+
+__all__ = ["FVVAE", "FVVAEConfig", "fvvae_embedding"]
+
+_LIKELIHOODS = ("bernoulli", "categorical", "gaussian")
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+@dataclass
+class FVVAEConfig:
+    """Hyper-parameters of :class:`FVVAE`.
+
+    Parameters
+    ----------
+    channels : int, default=1
+    height, width : int, default=32
+    latent_dim : int, default=4
+        Dimension d of each local latent (= descriptor dimension).
+    hidden : int, default=32
+        Feature maps of every convolution.
+    n_down : int or None, default=None
+        Stride-2 encoder stages; ``None`` picks ``⌊log2(min(H, W) / 4)⌋`` (a ≈4×4 grid of
+        local latents: 8×8 → 1 stage, 32×32 → 3).
+    n_components : int, default=8
+        Components K of the GMM prior; the embedding has ``K · (1 + 2d)`` entries.
+    likelihood : {"bernoulli", "categorical", "gaussian"}, default="categorical"
+        Decoder distribution, as in :class:`~fisher_core.models.VAEConfig` (``"bernoulli"``:
+        images binarised with ``round(x)``).
+    levels : int, default=4
+        Levels L of the categorical likelihood.
+    sigma : float, default=0.1
+        Standard deviation of the Gaussian likelihood.
+    fv_normalization : {"analytic", "none"}, default="analytic"
+    fv_power : float or None, default=0.5
+    fv_l2 : bool, default=True
+        How :meth:`FVVAE.embed` normalises the Fisher vectors (see
+        :class:`~fisher_core.fisher.layer.FisherVectorLayer`); training does not use them.
+    """
+
+    channels: int = 1
+    height: int = 32
+    width: int = 32
+    latent_dim: int = 4
+    hidden: int = 32
+    n_down: int | None = None
+    n_components: int = 8
+    likelihood: str = "categorical"
+    levels: int = 4
+    sigma: float = 0.1
+    fv_normalization: str = "analytic"
+    fv_power: float | None = 0.5
+    fv_l2: bool = True
+
+    def __post_init__(self) -> None:
+        for name, lo, hi in [
+            ("channels", 1, 4), ("height", 1, 4096), ("width", 1, 4096),
+            ("latent_dim", 1, 256), ("hidden", 1, 4096), ("n_components", 1, 1024),
+            ("levels", 2, 256),
+        ]:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise ConfigError(
+                    f"FVVAEConfig.{name} must be an integer in [{lo}, {hi}]; got {value!r}."
+                )
+        if self.n_down is None:
+            side = min(self.height, self.width)
+            self.n_down = max(0, int(math.floor(math.log2(side / 4)))) if side >= 4 else 0
+        n = self.n_down
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 8:
+            raise ConfigError(f"FVVAEConfig.n_down must be an integer in [0, 8]; got {n!r}.")
+        if self.likelihood not in _LIKELIHOODS:
+            raise ConfigError(
+                f"FVVAEConfig.likelihood must be one of {_LIKELIHOODS}; got {self.likelihood!r}."
+            )
+        s = self.sigma
+        if isinstance(s, bool) or not isinstance(s, int | float) or not math.isfinite(s) or s <= 0:
+            raise ConfigError(f"FVVAEConfig.sigma must be a positive number; got {s!r}.")
+        if self.fv_normalization not in ("analytic", "none"):
+            raise ConfigError("FVVAEConfig.fv_normalization must be 'analytic' or 'none'; got "
+                              f"{self.fv_normalization!r}.")
+        p = self.fv_power
+        if p is not None and (isinstance(p, bool) or not isinstance(p, int | float) or p <= 0):
+            raise ConfigError(f"FVVAEConfig.fv_power must be None or > 0; got {p!r}.")
+        if not isinstance(self.fv_l2, bool):
+            raise ConfigError(f"FVVAEConfig.fv_l2 must be True or False; got {self.fv_l2!r}.")
+
+
+class FVVAE(GenerativeModel):
+    """Convolutional VAE with local latents, a GMM prior and Fisher-vector embeddings.
+
+    Parameters
+    ----------
+    config : FVVAEConfig or None, default=None
+        Hyper-parameters; ``None`` uses the defaults (32×32 grey, 4×4 grid of 4-d latents,
+        8 components).
+
+    Attributes
+    ----------
+    fv : FisherVectorLayer
+        The GMM prior over local latents, and the encoder of :meth:`embed`.
+    """
+
+    family = "fvvae"
+    # Same settings as the VAE (tuned on the built-in faces).
+    training_defaults = {"lr": 3e-3, "batch_size": 32}
+
+    def __init__(self, config: FVVAEConfig | None = None):
+        super().__init__()
+        self.config = cfg = config if config is not None else FVVAEConfig()
+        C, Hd, n, d = cfg.channels, cfg.hidden, cfg.n_down, cfg.latent_dim
+        f = 2**n
+        self._padded = (-(-cfg.height // f) * f, -(-cfg.width // f) * f)
+        self.grid = (self._padded[0] // f, self._padded[1] // f)
+        self.enc_in = nn.Conv2d(C, Hd, 3, padding=1)
+        self.enc_down = nn.ModuleList(nn.Conv2d(Hd, Hd, 3, stride=2, padding=1) for _ in range(n))
+        self.enc_out = nn.Conv2d(Hd, 2 * d, 1)
+        self.dec_in = nn.Conv2d(d, Hd, 1)
+        self.dec_up = nn.ModuleList(nn.Conv2d(Hd, Hd, 3, padding=1) for _ in range(n))
+        self._n_out = cfg.levels if cfg.likelihood == "categorical" else 1
+        self.dec_out = nn.Conv2d(Hd, C * self._n_out, 3, padding=1)
+        self.fv = FisherVectorLayer(cfg.n_components, d, normalization=cfg.fv_normalization,
+                                    power=cfg.fv_power, l2=cfg.fv_l2)
+        # the deepest encoder feature map, (B, hidden, h, w)
+        self.activation_layer = f"enc_down.{n - 1}" if n else "enc_in"
+
+    # ---- encoder / decoder -------------------------------------------------------------------
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior parameters per location.
+
+        Returns
+        -------
+        mu, logvar : Tensor of shape (B, h·w, d)
+            Local latent descriptors in raster order of the (h, w) grid.
+        """
+        check_images(x, channels=self.config.channels)
+        ph, pw = self._padded
+        h = self.enc_in(F.pad(x, (0, pw - x.shape[-1], 0, ph - x.shape[-2])))
+        for conv in self.enc_down:
+            h = conv(F.relu(h))  # (B, hidden, H'/2^i, W'/2^i)
+        stats = self.enc_out(F.relu(h)).flatten(2).transpose(1, 2)  # (B, h·w, 2d)
+        mu, logvar = stats.chunk(2, dim=-1)
+        return mu, logvar.clamp(-12.0, 8.0)
+
+    def descriptors(self, x: torch.Tensor) -> torch.Tensor:
+        """Posterior means of the local latents, shape (B, h·w, d): the encoded descriptors."""
+        return self.encode(x)[0]
+
+    def latent_means(self, x: torch.Tensor) -> torch.Tensor:
+        """All posterior means flattened, shape (B, h·w·d) (the "latent" baseline embedding)."""
+        return self.descriptors(x).flatten(1)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Fisher vectors of the descriptors under the prior GMM, shape (B, K·(1 + 2d)).
+
+        Differentiable w.r.t. the encoder and the GMM (fine-tune through it if needed).
+        """
+        return self.fv(self.descriptors(x))
+
+    def decoder_params(self, z: torch.Tensor) -> torch.Tensor:
+        """Raw decoder output for local latents z (B, h·w, d): (B, C, P, H, W), P = L or 1."""
+        cfg = self.config
+        h = self.dec_in(z.transpose(1, 2).reshape(z.shape[0], -1, *self.grid))  # (B, Hd, h, w)
+        for conv in self.dec_up:
+            h = conv(F.interpolate(F.relu(h), scale_factor=2.0, mode="nearest"))
+        out = self.dec_out(F.relu(h))[:, :, : cfg.height, : cfg.width]  # (B, C·P, H, W)
+        return out.reshape(z.shape[0], cfg.channels, self._n_out, cfg.height, cfg.width)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Mean image E[x|z] in [0, 1], shape (B, C, H, W)."""
+        out = self.decoder_params(z)
+        if self.config.likelihood == "categorical":
+            grid = torch.linspace(0.0, 1.0, self.config.levels, device=z.device, dtype=z.dtype)
+            return torch.einsum("bcphw,p->bchw", F.softmax(out, dim=2), grid)
+        return torch.sigmoid(out[:, :, 0])
+
+    def log_px_given_z(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) summed over pixels and channels, shape (B,)."""
+        cfg = self.config
+        out = self.decoder_params(z)  # (B, C, P, H, W)
+        if cfg.likelihood == "bernoulli":
+            target = quantize(x, 2).to(out.dtype)
+            ll = -F.binary_cross_entropy_with_logits(out[:, :, 0], target, reduction="none")
+        elif cfg.likelihood == "categorical":
+            level = quantize(x, cfg.levels).unsqueeze(2)  # (B, C, 1, H, W)
+            ll = F.log_softmax(out, dim=2).gather(2, level).squeeze(2)
+        else:
+            s = cfg.sigma
+            mean = torch.sigmoid(out[:, :, 0])
+            ll = -0.5 * ((x - mean) / s).pow(2) - math.log(s) - 0.5 * _LOG_2PI
+        return ll.sum(dim=(1, 2, 3))
+
+    # ---- the bound ---------------------------------------------------------------------------
+
+    def elbo_terms(
+        self, x: torch.Tensor, *, n_samples: int = 1, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The three ELBO terms per example, each of shape (B,), in nats.
+
+        Returns
+        -------
+        dict
+            ``"recon"`` = E_q log p(x|z), ``"prior"`` = E_q Σ_t log p_GMM(z_t),
+            ``"entropy"`` = H[q(z|x)] (closed form); their sum is the ELBO. Expectations use
+            ``n_samples`` reparameterised draws (``generator=None``: ``torch.randn_like``,
+            which works under ``torch.func.vmap(randomness="different")``).
+        """
+        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}.")
+        mu, logvar = self.encode(x)  # (B, T, d)
+        S, B = n_samples, x.shape[0]
+        shape = (S, *mu.shape)
+        if generator is None:
+            eps = torch.randn_like(mu.expand(shape))
+        else:
+            eps = torch.randn(shape, generator=generator, dtype=mu.dtype, device=mu.device)
+        z = mu + (0.5 * logvar).exp() * eps  # (S, B, T, d)
+        x_rep = x.expand(S, *x.shape).reshape(S * B, *x.shape[1:])  # (S·B, C, H, W)
+        recon = self.log_px_given_z(x_rep, z.reshape(S * B, *mu.shape[1:])).view(S, B)
+        prior = self.fv.log_likelihood(z).sum(-1)  # (S, B)
+        entropy = 0.5 * (logvar + 1.0 + _LOG_2PI).sum(dim=(1, 2))  # (B,)
+        return {"recon": recon.mean(0), "prior": prior.mean(0), "entropy": entropy}
+
+    def log_prob(
+        self, x: torch.Tensor, *, n_samples: int = 1, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """The ELBO per example (a stochastic lower bound on log p(x)), in nats, shape (B,)."""
+        t = self.elbo_terms(x, n_samples=n_samples, generator=generator)
+        return t["recon"] + t["prior"] + t["entropy"]
+
+    @torch.no_grad()
+    def sample(
+        self, n: int, *, generator: torch.Generator | int | None = None
+    ) -> torch.Tensor:
+        """Draw every local latent i.i.d. from the GMM prior and return the decoder means.
+
+        Returns
+        -------
+        Tensor of shape (n, C, H, W)
+            Float images in [0, 1].
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive integer; got {n!r}.")
+        gen = make_generator(generator, self.device)
+        T = self.grid[0] * self.grid[1]
+        k = torch.multinomial(self.fv.weights(), n * T, replacement=True, generator=gen)
+        eps = torch.randn(n * T, self.config.latent_dim, generator=gen, device=self.device,
+                          dtype=self.fv.means.dtype)
+        z = self.fv.means[k] + self.fv.log_std[k].exp() * eps  # (n·T, d)
+        return self.decode(z.view(n, T, -1))
+
+    # ---- training hook -----------------------------------------------------------------------
+
+    def training_step(
+        self, batch: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]
+    ) -> dict[str, float]:
+        """One Adam step on ``−ELBO`` (encoder, decoder and GMM prior together)."""
+        (opt,) = optimizers.values()
+        opt.zero_grad(set_to_none=True)
+        t = self.elbo_terms(batch)
+        loss = -(t["recon"] + t["prior"] + t["entropy"]).mean()
+        metrics = {"loss": float(loss.detach())}
+        if not torch.isfinite(loss):
+            return metrics
+        loss.backward()
+        opt.step()
+        return metrics | {k: float(v.detach().mean()) for k, v in t.items()}
+
+
+def fvvae_embedding(
+    model: FVVAE,
+    images: np.ndarray | torch.Tensor,
+    *,
+    batch_size: int = 256,
+    dataset_key: str = "",
+    model_name: str | None = None,
+    progress: Callable[[float, str], None] | None = None,
+) -> Embedding:
+    """:meth:`FVVAE.embed` of every image as an :class:`Embedding` (kind ``"fv_vae"``).
+
+    Parameters
+    ----------
+    model : FVVAE
+    images : ndarray or Tensor of shape (N, C, H, W)
+        Floats in [0, 1].
+    batch_size : int, default=256
+    dataset_key, model_name : str
+        Recorded in the embedding's metadata.
+    progress : callable(fraction, message) or None, default=None
+
+    Returns
+    -------
+    Embedding
+        Shape (N, K·(1 + 2d)).
+    """
+    if not isinstance(model, FVVAE):
+        raise TypeError(f"model must be an FVVAE; got {type(model).__name__}.")
+    x = torch.as_tensor(np.asarray(images, dtype=np.float32))
+    if x.ndim != 4 or x.shape[0] == 0:
+        raise ValueError(f"images must have shape (N, C, H, W) with N ≥ 1; got {tuple(x.shape)}.")
+    was = model.training
+    model.eval()
+    parts = []
+    try:
+        with torch.no_grad():
+            for s in range(0, x.shape[0], batch_size):
+                xb = x[s : s + batch_size].to(model.device, model.fv.means.dtype)
+                parts.append(model.embed(xb).float().cpu().numpy())
+                if progress is not None:
+                    done = min(x.shape[0], s + batch_size)
+                    progress(done / x.shape[0], f"FV-VAE embedding: {done:,}/{x.shape[0]:,}")
+    finally:
+        model.train(was)
+    cfg = model.config
+    norm = "+".join(p for p in (cfg.fv_normalization, f"power{cfg.fv_power}" if cfg.fv_power
+                                else "", "l2" if cfg.fv_l2 else "") if p)
+    return Embedding(np.concatenate(parts), dataset_key, "fv_vae",
+                     model=model_name or model.family, normalization=norm,
+                     params={"n_components": cfg.n_components, "latent_dim": cfg.latent_dim,
+                             "grid": list(model.grid)})

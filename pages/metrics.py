@@ -1,0 +1,131 @@
+"""Metrics: FID-vs-α curves, attribute-edit scores and class-to-class Fisher distances."""
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from app.embeddings_ui import saved_embeddings
+from app.jobs_ui import status
+from app.spaces_ui import decoder_panel, embedding, pick_spaces
+from app.state import current_dataset, jobs, run_in_background, session_job, workspace
+from app.train_ui import monitor_figure
+from fisher_core.metrics.distance import class_distance_matrix
+from fisher_core.runs import list_models, saved_monitor
+from fisher_core.spaces import edit_scores, extractor_name, fid_curves, train_extractor
+from fisher_core.store import EntryError
+
+st.title("Metrics")
+ds, ds_key = current_dataset()
+
+
+def _saved_rows(prefix: str) -> pd.DataFrame | None:
+    try:
+        data, _ = workspace().load_result(f"{prefix}-{extractor_name(ds_key)}")
+    except EntryError:
+        return None
+    return pd.DataFrame(data["rows"])
+
+
+def _extractor_job(job):
+    def callback(e):
+        job.report(e.step, max(e.total_steps, 1), f"feature extractor: epoch {e.epoch}")
+
+    return train_extractor(workspace(), ds, ds_key, callback=callback,
+                           cancel=job.cancel_event)[1]
+
+
+# ------------------------------------------------------------------ feature space for FID
+st.subheader("Feature space for FID")
+ext = workspace().exists("extractors", extractor_name(ds_key))
+if ext:
+    m = workspace().entry("extractors", extractor_name(ds_key)).meta.get("metrics", {})
+    acc = {k: v for k, v in m.items() if "accuracy" in k and "/" not in k}
+    st.caption("No Inception weights can be downloaded here: FID uses a small CNN trained on "
+               "this dataset's labels and attributes (held-out "
+               + ", ".join(f"{k.replace('_', ' ')} {v:.1%}" for k, v in acc.items()) + ").")
+else:
+    st.info("FID needs a feature extractor for this dataset: a small CNN trained on its labels "
+            "and attributes (about a minute).")
+ext_job = session_job(f"extractor:{ds_key}")
+if st.button("Train feature extractor" if not ext else "Retrain feature extractor",
+             key="met_extractor"):
+    jobs().submit(ext_job, _extractor_job)
+status(ext_job)
+
+spaces = decoder_panel(ds, ds_key)
+
+# ------------------------------------------------------------------ FID vs alpha
+st.subheader("FID of interpolations vs α")
+st.caption("Random pairs, interpolated in each space at α ∈ [0, 1], decoded, and compared with "
+           "real images by FID. Bad spaces peak at α = 0.5.")
+if spaces and ext:
+    names = pick_spaces(spaces, key="met_spaces")
+    c = st.columns(3)
+    n_pairs = c[0].slider("Pairs (images per FID)", 50, 1000, 200, 50, key="met_pairs")
+    steps = c[1].slider("α steps", 3, 21, 11, 2, key="met_steps")
+    method = c[2].radio("Path", ["linear", "slerp"], horizontal=True, key="met_method")
+    fid_job = session_job(f"fid:{ds_key}")
+    if st.button("Compute FID curves", type="primary", key="met_fid", disabled=not names):
+        run_in_background(fid_job, fid_curves, workspace(), ds, ds_key, names,
+                          n_pairs=n_pairs, alphas=np.linspace(0, 1, steps), method=method)
+    status(fid_job)
+elif not ext:
+    st.caption("Train the feature extractor above first.")
+fid = _saved_rows("fid-alpha")
+if fid is not None and len(fid):
+    fig = px.line(fid, x="alpha", y="fid", color="space", markers=True, height=400,
+                  labels={"fid": f"FID ({fid['extractor'][0]})", "alpha": "α"},
+                  hover_data=["kind"])
+    st.plotly_chart(fig, key="met_fid_chart", width="stretch")
+    st.download_button("Download FID curves (CSV)", fid.to_csv(index=False), "fid_alpha.csv",
+                       key="met_fid_csv")
+
+# ------------------------------------------------------------------ attribute edits
+st.subheader("Attribute edits")
+if ds.attribute_names and spaces and ext:
+    c = st.columns(3)
+    attr = c[0].selectbox("Attribute", ds.attribute_names, key="met_attr")
+    strengths = c[1].multiselect("Strengths", [0.5, 1.0, 2.0, 3.0, 4.0, 5.0],
+                                 default=[1.0, 3.0, 5.0], key="met_strengths")
+    n_src = c[2].slider("Source images", 20, 500, 200, 20, key="met_sources")
+    edit_job = session_job(f"edits:{ds_key}")
+    if st.button("Score edits", key="met_edit", disabled=not strengths):
+        run_in_background(edit_job, edit_scores, workspace(), ds, ds_key, list(spaces),
+                          attribute=attr, strengths=tuple(strengths), n_sources=n_src)
+    status(edit_job)
+elif not ds.attribute_names:
+    st.caption("This dataset has no attributes.")
+edits = _saved_rows("edits")
+if edits is not None and len(edits):
+    cols = [c for c in ["space", "kind", "attribute", "direction", "strength", "success",
+                        "preservation", "baseline", "target_prob", "n"] if c in edits]
+    st.dataframe(edits[cols], hide_index=True)
+    st.download_button("Download edit scores (CSV)", edits.to_csv(index=False),
+                       "edit_scores.csv", key="met_edit_csv")
+
+# ------------------------------------------------------------------ GAN training monitor
+runs = {e.name: saved_monitor(workspace(), e.name) for e in list_models(workspace(), ds_key)
+        if e.meta.get("family") == "ebgan"}
+runs = {k: v for k, v in runs.items() if v and v.get("history")}
+if runs:
+    st.subheader("EBM-GAN training monitor")
+    run = st.selectbox("Run", list(runs), key="met_run")
+    st.plotly_chart(monitor_figure(runs[run]["history"], f"{run}: real vs generated"),
+                    key="met_monitor", width="stretch")
+
+# ------------------------------------------------------------------ class distances
+st.subheader("Fisher distance between classes")
+saved = saved_embeddings(ds_key)
+if ds.labels is None or not saved:
+    st.caption("Needs labels and at least one saved embedding of this dataset.")
+    st.stop()
+name = st.selectbox("Embedding", list(saved), format_func=saved.get, key="met_dist_emb")
+classes, dist = class_distance_matrix(embedding(name).vectors, ds.labels)
+labels = [ds.class_names[c] for c in classes]
+fig = px.imshow(dist, x=labels, y=labels, color_continuous_scale="Viridis", height=520,
+                labels={"color": "‖mean_a − mean_b‖"}, title=f"Class distances in {name}")
+st.plotly_chart(fig, key="met_dist_chart", width="stretch")
+st.download_button("Download distances (CSV)",
+                   pd.DataFrame(dist, index=labels, columns=labels).to_csv(),
+                   "class_distances.csv", key="met_dist_csv")
