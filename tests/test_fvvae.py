@@ -128,6 +128,8 @@ def test_signed_power_has_finite_gradients_at_zero_and_validates():
         FisherVectorLayer(2, 2, normalization="empirical")
     with pytest.raises(ValueError, match=r"descriptors must have shape \(\.\.\., n, 2\)"):
         FisherVectorLayer(2, 2)(torch.zeros(4, 3))
+    with pytest.raises(ValueError, match=r"shape \(\.\.\., n, 1\) for dims="):
+        FisherVectorLayer(2, 3).log_likelihood(torch.zeros(4, 2), dims=slice(2, 3))
 
 
 # ---- FV-VAE -----------------------------------------------------------------------------------
@@ -139,24 +141,48 @@ def _fvvae(seed: int = 0, **kw) -> FVVAE:
     return FVVAE(FVVAEConfig(**cfg))
 
 
-def test_embed_is_the_fisher_vector_of_the_encoder_descriptors():
-    model = _fvvae().eval()
+def _grid_positions() -> torch.Tensor:
+    """Normalised (row, column) of a 4×4 grid, raster order: (16, 2)."""
+    c = torch.tensor([-1.0, -1 / 3, 1 / 3, 1.0])
+    return torch.stack([c.repeat_interleave(4), c.repeat(4)], dim=1)
+
+
+@pytest.mark.parametrize("spatial", [True, False])
+def test_embed_is_the_fisher_vector_of_the_encoder_descriptors(spatial):
+    model = _fvvae(spatial=spatial).eval()
     x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     desc = model.descriptors(x)
-    assert desc.shape == (5, 16, 2)  # a 4×4 grid of 2-d local latents
     mu, _ = model.encode(x)
-    torch.testing.assert_close(desc, mu)
+    assert mu.shape == (5, 16, 2)  # a 4×4 grid of 2-d local latents
+    if spatial:  # (μ_t, row_t, column_t)
+        torch.testing.assert_close(desc, torch.cat([mu, _grid_positions().expand(5, 16, 2)], 2))
+    else:
+        torch.testing.assert_close(desc, mu)
     torch.testing.assert_close(model.embed(x), model.fv(desc))
     ref = fisher_vector(desc.detach().numpy(), model.fv.to_gmm(), dtype="float64")
     np.testing.assert_allclose(model.embed(x).detach().numpy(), ref, rtol=1e-4, atol=1e-6)
     emb = fvvae_embedding(model, x.numpy(), batch_size=2, dataset_key="digits")
-    assert (emb.kind, emb.dim, emb.dataset) == ("fv_vae", 3 * (1 + 2 * 2), "digits")
+    d = 4 if spatial else 2
+    assert (emb.kind, emb.dim, emb.dataset) == ("fv_vae", 3 * (1 + 2 * d), "digits")
     np.testing.assert_allclose(emb.vectors, model.embed(x).detach().numpy(), rtol=1e-6)
     torch.testing.assert_close(model.latent_means(x), mu.flatten(1))
 
 
-def test_elbo_terms_match_an_independent_computation():
-    model = _fvvae(likelihood="gaussian", sigma=0.2).eval()
+def _independent_prior(model: FVVAE, z: torch.Tensor) -> torch.Tensor:
+    """Σ_t log p(z_t | p_t) = Σ_t [log p(z_t, p_t) − log p(p_t)] via torch.distributions."""
+    fv = model.fv
+    std = fv.log_std.exp()
+    if not model.config.spatial:
+        return _gmm_loglik(z, fv.logits, fv.means, std).sum(-1)
+    pos = _grid_positions().expand(*z.shape[:-1], 2)
+    joint = _gmm_loglik(torch.cat([z, pos], -1), fv.logits, fv.means, std)
+    marginal = _gmm_loglik(pos, fv.logits, fv.means[:, 2:], std[:, 2:])
+    return (joint - marginal).sum(-1)
+
+
+@pytest.mark.parametrize("spatial", [True, False])
+def test_elbo_terms_match_an_independent_computation(spatial):
+    model = _fvvae(likelihood="gaussian", sigma=0.2, spatial=spatial).eval()
     x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     terms = model.elbo_terms(x, generator=torch.Generator().manual_seed(5))
     mu, logvar = model.encode(x)
@@ -164,13 +190,25 @@ def test_elbo_terms_match_an_independent_computation():
     z = mu + (0.5 * logvar).exp() * eps
     q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
     recon = torch.distributions.Normal(model.decode(z), 0.2).log_prob(x).sum(dim=(1, 2, 3))
-    prior = _gmm_loglik(z, model.fv.logits, model.fv.means, model.fv.log_std.exp()).sum(1)
+    prior = _independent_prior(model, z)
     torch.testing.assert_close(terms["recon"], recon, rtol=1e-5, atol=1e-3)
     torch.testing.assert_close(terms["prior"], prior, rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(terms["entropy"], q.entropy().sum(dim=(1, 2)))
     lp = model.log_prob(x, generator=torch.Generator().manual_seed(5))
     torch.testing.assert_close(lp, recon + prior + q.entropy().sum(dim=(1, 2)), rtol=1e-5,
                                atol=1e-3)
+
+
+def test_spatial_prior_is_a_normalised_density_at_each_location():
+    """∫ p(z | p_t) dz = 1: a Monte-Carlo check with a wide Gaussian proposal, in 1-d."""
+    model = _fvvae(latent_dim=1, seed=3)
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(20000, 1, generator=gen, dtype=torch.float64) * 4.0
+    proposal = torch.distributions.Normal(0.0, 4.0).log_prob(z[:, 0])
+    model.double()
+    lp = model.prior_log_prob(z[:, None, :].expand(-1, 16, 1))  # (20000, 16)
+    mass = (lp - proposal[:, None]).exp().mean(0)
+    torch.testing.assert_close(mass, torch.ones(16, dtype=torch.float64), atol=0.03, rtol=0)
 
 
 def test_bernoulli_likelihood_is_the_binarised_cross_entropy():
@@ -195,14 +233,17 @@ def test_trains_end_to_end_with_the_shared_loop():
     assert not torch.equal(model.fv.means, gmm_before)  # the prior is learned too
 
 
-def test_sample_draws_latents_from_the_gmm():
+def test_sample_draws_latents_from_the_prior_given_the_location():
     model = _fvvae(seed=2)
     a = model.sample(4, generator=3)
     assert torch.equal(a, model.sample(4, generator=torch.Generator().manual_seed(3)))
+    fv = model.fv
+    pos_pdf = torch.distributions.Normal(fv.means[:, 2:], fv.log_std[:, 2:].exp())
+    log_pi = fv.logits.log_softmax(0) + pos_pdf.log_prob(_grid_positions()[:, None]).sum(-1)
     gen = torch.Generator().manual_seed(3)
-    k = torch.multinomial(model.fv.weights(), 4 * 16, replacement=True, generator=gen)
+    k = torch.multinomial(log_pi.softmax(-1).repeat(4, 1), 1, generator=gen).squeeze(1)
     eps = torch.randn(4 * 16, 2, generator=gen)
-    z = (model.fv.means[k] + model.fv.log_std[k].exp() * eps).view(4, 16, 2)
+    z = (fv.means[k, :2] + fv.log_std[k, :2].exp() * eps).view(4, 16, 2)
     torch.testing.assert_close(a, model.decode(z).detach())
     assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
 

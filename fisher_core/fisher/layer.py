@@ -149,25 +149,46 @@ class FisherVectorLayer(nn.Module):
                 f"{tuple(x.shape)}.")
         return x
 
-    def _log_joint(self, x: torch.Tensor) -> torch.Tensor:
+    def _log_joint(self, x: torch.Tensor, dims: slice = slice(None)) -> torch.Tensor:
         """log w_k + log N(x | μ_k, σ_k²) for every descriptor and component: (..., n, K)."""
-        inv_std = torch.exp(-self.log_std)  # (K, D)
-        z = (x.unsqueeze(-2) - self.means) * inv_std  # (..., n, K, D)
-        log_n = -0.5 * (z.pow(2).sum(-1) + _LOG_2PI * self.dim) - self.log_std.sum(-1)
+        means, log_std = self.means[:, dims], self.log_std[:, dims]  # (K, D')
+        z = (x.unsqueeze(-2) - means) * torch.exp(-log_std)  # (..., n, K, D')
+        log_n = -0.5 * (z.pow(2).sum(-1) + _LOG_2PI * means.shape[1]) - log_std.sum(-1)
         return F.log_softmax(self.logits, dim=0) + log_n  # (..., n, K)
 
-    def log_likelihood(self, descriptors: torch.Tensor) -> torch.Tensor:
+    def _marginal_joint(self, x: torch.Tensor, dims: slice | None) -> torch.Tensor:
+        if dims is None:
+            return self._log_joint(self._check(x))
+        width = len(range(self.dim)[dims])
+        if not isinstance(x, torch.Tensor) or x.ndim < 2 or x.shape[-1] != width:
+            raise ValueError(f"descriptors must have shape (..., n, {width}) for dims={dims}; "
+                             f"got {tuple(getattr(x, 'shape', ()))}.")
+        return self._log_joint(x, dims)
+
+    def log_posteriors(self, descriptors: torch.Tensor, *, dims: slice | None = None
+                       ) -> torch.Tensor:
+        """log γ_t(k), the log posterior of each component for each descriptor: (..., n, K).
+
+        ``dims`` as in :meth:`log_likelihood` (posteriors under the marginal mixture).
+        """
+        return F.log_softmax(self._marginal_joint(descriptors, dims), dim=-1)
+
+    def log_likelihood(self, descriptors: torch.Tensor, *, dims: slice | None = None
+                       ) -> torch.Tensor:
         """GMM log-density ``log Σ_k w_k N(x_t | μ_k, σ_k²)`` of every descriptor, in nats.
 
         Parameters
         ----------
-        descriptors : Tensor of shape (..., n, D)
+        descriptors : Tensor of shape (..., n, D) (or (..., n, D') with ``dims``)
+        dims : slice or None, default=None
+            Evaluate the *marginal* mixture of these feature dimensions (for a diagonal GMM,
+            the same weights with the selected means and deviations); ``None``: all D.
 
         Returns
         -------
         Tensor of shape (..., n)
         """
-        return torch.logsumexp(self._log_joint(self._check(descriptors)), dim=-1)
+        return torch.logsumexp(self._marginal_joint(descriptors, dims), dim=-1)
 
     # ---- the encoding ------------------------------------------------------------------------
 

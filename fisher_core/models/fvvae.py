@@ -3,15 +3,21 @@ Fisher-vector embeddings of its latent descriptors.
 
 Model. The encoder maps an image to a grid of h × w local latents, one d-dimensional Gaussian
 q(z_t | x) = N(μ_t(x), diag σ_t²(x)) per location t. The prior treats the locations as a bag
-of descriptors: every z_t is drawn independently from one diagonal GMM,
-``p(z_t) = Σ_k w_k N(z_t | m_k, diag s_k²)``, whose parameters live in a
-:class:`~fisher_core.fisher.layer.FisherVectorLayer` (``model.fv``). The decoder maps the
-grid of latents back to p(x | z) (categorical over L levels, or Gaussian), like
-:class:`~fisher_core.models.VAE`.
+of descriptors (Krapac et al. 2011's spatial Fisher vectors): one diagonal GMM over the pairs
+``(z_t, p_t)``, p_t the location's normalised (row, column) in [−1, 1], whose parameters live
+in a :class:`~fisher_core.fisher.layer.FisherVectorLayer` (``model.fv``), and every z_t is
+drawn independently from the GMM's conditional given its position,
+
+    p(z_t | p_t) = Σ_k π_k(p_t) N(z_t | m_k, diag s_k²),   π_k(p) ∝ w_k N(p | a_k, diag b_k²)
+
+(``log p(z_t, p_t) − log p(p_t)``, both mixtures in closed form). Components thus specialise
+in regions of the image. With ``spatial=False`` the GMM is over z_t alone and the prior is the
+same at every location. The decoder maps the grid of latents back to p(x | z) (Bernoulli,
+categorical over L levels, or Gaussian), like :class:`~fisher_core.models.VAE`.
 
 Objective (what ``log_prob`` returns and training maximises): the ELBO
 
-    ELBO(x) = E_q[log p(x | z)] + E_q[Σ_t log p_GMM(z_t)] + H[q(z | x)]  ≤  log p(x),
+    ELBO(x) = E_q[log p(x | z)] + E_q[Σ_t log p(z_t | p_t)] + H[q(z | x)]  ≤  log p(x),
 
 with reparameterised samples for the first two terms and the Gaussian entropy in closed form.
 It is a bound on the log-likelihood of one generative model, so it is trained with the shared
@@ -23,14 +29,16 @@ an auxiliary density term on deterministic descriptors can be raised without bou
 shrinking the descriptors and the mixture together, so it needs a tuned λ and still fights the
 KL term; as the prior it sits inside a bound on log p(x), which cannot be inflated. It also
 gives the embedding a meaning: the Fisher score of the model w.r.t. the prior parameters φ
-is ``∇φ log p(x) = E_p(z|x)[Σ_t ∇φ log p_φ(z_t)]``, which :meth:`FVVAE.embed` approximates
-by plugging in the posterior means, ``Σ_t ∇φ log p_φ(μ_t)``, i.e. exactly a (1/n-scaled)
-Fisher vector of the descriptors μ_t under the prior GMM, with the analytic diagonal Fisher
-information, power and L2 normalisation of the improved FV.
+is ``∇φ log p(x) = E_p(z|x)[Σ_t ∇φ log p_φ(z_t | p_t)]``, which :meth:`FVVAE.embed`
+approximates by plugging in the posterior means: the (1/n-scaled) Fisher vector of the
+descriptors ``(μ_t, p_t)`` under the prior GMM, with the analytic diagonal Fisher information,
+power and L2 normalisation of the improved FV. (The FV differentiates the joint
+``log p(μ_t, p_t)``; the difference from the conditional, ``Σ_t ∇φ log p(p_t)``, is the same
+vector for every image, a constant shift before the power/L2 normalisation.)
 
-Samples draw every local latent independently from the GMM and decode them: they have the
-right local statistics but no global layout (the prior is exchangeable over locations). The
-model is meant for embeddings; sample quality is not its strength.
+Samples draw every local latent independently given its position and decode them: they have
+the right local statistics per region but no correlations between regions. The model is meant
+for embeddings; sample quality is not its strength.
 """
 
 from __future__ import annotations
@@ -69,8 +77,12 @@ class FVVAEConfig:
     n_down : int or None, default=None
         Stride-2 encoder stages; ``None`` picks ``⌊log2(min(H, W) / 4)⌋`` (a ≈4×4 grid of
         local latents: 8×8 → 1 stage, 32×32 → 3).
-    n_components : int, default=8
-        Components K of the GMM prior; the embedding has ``K · (1 + 2d)`` entries.
+    n_components : int, default=16
+        Components K of the GMM prior; the embedding has ``K · (1 + 2d')`` entries, with
+        d' = d + 2 when ``spatial`` (else d).
+    spatial : bool, default=True
+        Model positions with the latents (module docstring); ``False``: one location-free
+        GMM over z_t.
     likelihood : {"bernoulli", "categorical", "gaussian"}, default="categorical"
         Decoder distribution, as in :class:`~fisher_core.models.VAEConfig` (``"bernoulli"``:
         images binarised with ``round(x)``).
@@ -91,7 +103,8 @@ class FVVAEConfig:
     latent_dim: int = 4
     hidden: int = 32
     n_down: int | None = None
-    n_components: int = 8
+    n_components: int = 16
+    spatial: bool = True
     likelihood: str = "categorical"
     levels: int = 4
     sigma: float = 0.1
@@ -129,6 +142,8 @@ class FVVAEConfig:
         p = self.fv_power
         if p is not None and (isinstance(p, bool) or not isinstance(p, int | float) or p <= 0):
             raise ConfigError(f"FVVAEConfig.fv_power must be None or > 0; got {p!r}.")
+        if not isinstance(self.spatial, bool):
+            raise ConfigError(f"FVVAEConfig.spatial must be True or False; got {self.spatial!r}.")
         if not isinstance(self.fv_l2, bool):
             raise ConfigError(f"FVVAEConfig.fv_l2 must be True or False; got {self.fv_l2!r}.")
 
@@ -140,7 +155,7 @@ class FVVAE(GenerativeModel):
     ----------
     config : FVVAEConfig or None, default=None
         Hyper-parameters; ``None`` uses the defaults (32×32 grey, 4×4 grid of 4-d latents,
-        8 components).
+        16 spatial components).
 
     Attributes
     ----------
@@ -166,8 +181,13 @@ class FVVAE(GenerativeModel):
         self.dec_up = nn.ModuleList(nn.Conv2d(Hd, Hd, 3, padding=1) for _ in range(n))
         self._n_out = cfg.levels if cfg.likelihood == "categorical" else 1
         self.dec_out = nn.Conv2d(Hd, C * self._n_out, 3, padding=1)
-        self.fv = FisherVectorLayer(cfg.n_components, d, normalization=cfg.fv_normalization,
-                                    power=cfg.fv_power, l2=cfg.fv_l2)
+        self.fv = FisherVectorLayer(cfg.n_components, d + 2 * cfg.spatial,
+                                    normalization=cfg.fv_normalization, power=cfg.fv_power,
+                                    l2=cfg.fv_l2)
+        rows, cols = (torch.linspace(-1.0, 1.0, g) if g > 1 else torch.zeros(1)
+                      for g in self.grid)
+        pos = torch.stack(torch.meshgrid(rows, cols, indexing="ij"), dim=-1)  # (h, w, 2)
+        self.register_buffer("positions", pos.reshape(-1, 2), persistent=False)  # (h·w, 2)
         # the deepest encoder feature map, (B, hidden, h, w)
         self.activation_layer = f"enc_down.{n - 1}" if n else "enc_in"
 
@@ -190,20 +210,36 @@ class FVVAE(GenerativeModel):
         mu, logvar = stats.chunk(2, dim=-1)
         return mu, logvar.clamp(-12.0, 8.0)
 
+    def _with_positions(self, z: torch.Tensor) -> torch.Tensor:
+        """(..., h·w, d) latents → (..., h·w, d + 2) with the locations appended (if spatial)."""
+        if not self.config.spatial:
+            return z
+        pos = self.positions.to(z.dtype).expand(*z.shape[:-1], 2)  # (..., h·w, 2)
+        return torch.cat([z, pos], dim=-1)
+
     def descriptors(self, x: torch.Tensor) -> torch.Tensor:
-        """Posterior means of the local latents, shape (B, h·w, d): the encoded descriptors."""
-        return self.encode(x)[0]
+        """The local descriptors the Fisher vectors encode: posterior means μ_t with their
+        locations appended when ``spatial``, shape (B, h·w, d') (d' = d + 2 or d)."""
+        return self._with_positions(self.encode(x)[0])
 
     def latent_means(self, x: torch.Tensor) -> torch.Tensor:
         """All posterior means flattened, shape (B, h·w·d) (the "latent" baseline embedding)."""
-        return self.descriptors(x).flatten(1)
+        return self.encode(x)[0].flatten(1)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Fisher vectors of the descriptors under the prior GMM, shape (B, K·(1 + 2d)).
+        """Fisher vectors of the descriptors under the prior GMM, shape (B, K·(1 + 2d')).
 
         Differentiable w.r.t. the encoder and the GMM (fine-tune through it if needed).
         """
         return self.fv(self.descriptors(x))
+
+    def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z_t | p_t) of local latents z (..., h·w, d) at their locations: (..., h·w)."""
+        joint = self.fv.log_likelihood(self._with_positions(z))
+        if not self.config.spatial:
+            return joint
+        d = self.config.latent_dim
+        return joint - self.fv.log_likelihood(self.positions.to(z.dtype), dims=slice(d, d + 2))
 
     def decoder_params(self, z: torch.Tensor) -> torch.Tensor:
         """Raw decoder output for local latents z (B, h·w, d): (B, C, P, H, W), P = L or 1."""
@@ -248,7 +284,7 @@ class FVVAE(GenerativeModel):
         Returns
         -------
         dict
-            ``"recon"`` = E_q log p(x|z), ``"prior"`` = E_q Σ_t log p_GMM(z_t),
+            ``"recon"`` = E_q log p(x|z), ``"prior"`` = E_q Σ_t log p(z_t | p_t),
             ``"entropy"`` = H[q(z|x)] (closed form); their sum is the ELBO. Expectations use
             ``n_samples`` reparameterised draws (``generator=None``: ``torch.randn_like``,
             which works under ``torch.func.vmap(randomness="different")``).
@@ -265,7 +301,7 @@ class FVVAE(GenerativeModel):
         z = mu + (0.5 * logvar).exp() * eps  # (S, B, T, d)
         x_rep = x.expand(S, *x.shape).reshape(S * B, *x.shape[1:])  # (S·B, C, H, W)
         recon = self.log_px_given_z(x_rep, z.reshape(S * B, *mu.shape[1:])).view(S, B)
-        prior = self.fv.log_likelihood(z).sum(-1)  # (S, B)
+        prior = self.prior_log_prob(z).sum(-1)  # (S, B)
         entropy = 0.5 * (logvar + 1.0 + _LOG_2PI).sum(dim=(1, 2))  # (B,)
         return {"recon": recon.mean(0), "prior": prior.mean(0), "entropy": entropy}
 
@@ -280,7 +316,7 @@ class FVVAE(GenerativeModel):
     def sample(
         self, n: int, *, generator: torch.Generator | int | None = None
     ) -> torch.Tensor:
-        """Draw every local latent i.i.d. from the GMM prior and return the decoder means.
+        """Draw every local latent from the prior given its location; return decoder means.
 
         Returns
         -------
@@ -290,12 +326,17 @@ class FVVAE(GenerativeModel):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive integer; got {n!r}.")
         gen = make_generator(generator, self.device)
+        d, fv = self.config.latent_dim, self.fv
         T = self.grid[0] * self.grid[1]
-        k = torch.multinomial(self.fv.weights(), n * T, replacement=True, generator=gen)
-        eps = torch.randn(n * T, self.config.latent_dim, generator=gen, device=self.device,
-                          dtype=self.fv.means.dtype)
-        z = self.fv.means[k] + self.fv.log_std[k].exp() * eps  # (n·T, d)
-        return self.decode(z.view(n, T, -1))
+        if self.config.spatial:  # π_k(p_t) ∝ w_k N(p_t | a_k, b_k²), one row per location
+            log_pi = fv.log_posteriors(self.positions.to(fv.means.dtype), dims=slice(d, d + 2))
+            probs = log_pi.exp().repeat(n, 1)  # (n·T, K)
+            k = torch.multinomial(probs, 1, generator=gen).squeeze(1)
+        else:
+            k = torch.multinomial(fv.weights(), n * T, replacement=True, generator=gen)
+        eps = torch.randn(n * T, d, generator=gen, device=self.device, dtype=fv.means.dtype)
+        z = fv.means[k, :d] + fv.log_std[k, :d].exp() * eps  # (n·T, d)
+        return self.decode(z.view(n, T, d))
 
     # ---- training hook -----------------------------------------------------------------------
 
@@ -339,7 +380,7 @@ def fvvae_embedding(
     Returns
     -------
     Embedding
-        Shape (N, K·(1 + 2d)).
+        Shape (N, K·(1 + 2d')), d' = d + 2 when the model is spatial.
     """
     if not isinstance(model, FVVAE):
         raise TypeError(f"model must be an FVVAE; got {type(model).__name__}.")
@@ -365,4 +406,4 @@ def fvvae_embedding(
     return Embedding(np.concatenate(parts), dataset_key, "fv_vae",
                      model=model_name or model.family, normalization=norm,
                      params={"n_components": cfg.n_components, "latent_dim": cfg.latent_dim,
-                             "grid": list(model.grid)})
+                             "spatial": cfg.spatial, "grid": list(model.grid)})
