@@ -130,6 +130,7 @@ def _plot_and_select(xy: np.ndarray, emb: Embedding, ds: ImageDataset, colour_by
         if chosen:
             st.markdown(f"**{len(chosen)} selected** (first 40 shown)")
             _grid(ds, chosen[:40])
+            st.caption(selection_summary(ds, chosen))
         else:
             st.caption("Select points with the lasso or box tool to see their images here.")
         st.markdown("**Nearest neighbours under the Fisher kernel**")
@@ -155,9 +156,22 @@ def _point_index(point: dict) -> int | None:
 
 
 def _grid(ds: ImageDataset, index: list[int], captions: list[str] | None = None) -> None:
-    if captions is None:
-        names = ds.class_names if ds.labels is not None else None
-        # long label names (attribute combinations) do not fit under a thumbnail
-        captions = [names[ds.labels[i]] if names and len(names[ds.labels[i]]) <= 10
-                    else f"#{i}" for i in index]
+    if captions is None:  # label names can be long (attribute combinations): index only
+        captions = [f"#{i}" for i in index]
     image_grid(ds.images[index], captions, columns=5, width=64)
+
+
+def selection_summary(ds: ImageDataset, index: list[int], top: int = 4) -> str:
+    """What a selection holds: its commonest labels and, per attribute, its share against
+    the whole dataset's (e.g. ``smiling 81 % (all 49 %)``)."""
+    parts = []
+    if ds.labels is not None and ds.class_names:
+        counts = np.bincount(ds.labels[index], minlength=len(ds.class_names))
+        order = np.argsort(-counts, kind="stable")[:top]
+        parts.append("labels: " + ", ".join(f"{ds.class_names[c]} {counts[c]}"
+                                            for c in order if counts[c]))
+    if ds.attributes is not None and ds.attribute_names:
+        sel, full = ds.attributes[index].mean(0), ds.attributes.mean(0)
+        parts.append(" · ".join(f"{a} {s:.0%} (all {f:.0%})"
+                                for a, s, f in zip(ds.attribute_names, sel, full, strict=True)))
+    return " — ".join(parts)

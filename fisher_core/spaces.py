@@ -169,7 +169,12 @@ def edit_scores(
     progress: Callable[[float, str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Attribute-edit success and preservation per space and strength (judged by the dataset's
-    feature extractor's attribute heads); saved as ``results/edits-<dataset>``."""
+    feature extractor's attribute heads).
+
+    Returns this call's rows. They are merged into ``results/edits-<dataset>``: rows saved
+    earlier for other (space, attribute) pairs are kept, those for the same pairs replaced,
+    so scoring one attribute after another builds up the whole table.
+    """
     from .metrics.evaluate import attribute_edit_scores
 
     if attribute not in ds.attribute_names:
@@ -184,7 +189,14 @@ def edit_scores(
             n_sources=n_sources, attribute_names=ds.attribute_names, seed=seed,
             progress=_stage(progress, k, len(names), name))
         rows += [{"space": name, "kind": emb.kind, **r} for r in out]
-    workspace.save_result(f"edits-{extractor_name(dataset_key)}", {"rows": rows})
+    result = f"edits-{extractor_name(dataset_key)}"
+    try:
+        earlier = workspace.load_result(result)[0].get("rows", [])
+    except EntryError:
+        earlier = []
+    fresh = {(r["space"], r["attribute"]) for r in rows}
+    kept = [r for r in earlier if (r.get("space"), r.get("attribute")) not in fresh]
+    workspace.save_result(result, {"rows": kept + rows})
     return rows
 
 

@@ -41,7 +41,7 @@ def slider_view() -> None:
     with Timer() as t:
         imgs = [decode(name, interpolate(embedding(name).vectors[a], embedding(name).vectors[b],
                                          [alpha], method=method)) for name in names]
-    image_grid(np.concatenate(imgs), [f"{embedding(m).kind}: {m}"[:28] for m in names],
+    image_grid(np.concatenate(imgs), [f"{embedding(m).kind}: {m}" for m in names],
                columns=len(names) if len(names) > 1 else 2, width=160)
     st.caption(f"decoded in {t.ms:.0f} ms")
 

@@ -90,8 +90,8 @@ if ds.attribute_names and spaces and ext:
                                  default=[1.0, 3.0, 5.0], key="met_strengths")
     n_src = c[2].slider("Source images", 20, 500, 200, 20, key="met_sources")
     edit_job = session_job(f"edits:{ds_key}")
-    if st.button("Score edits", key="met_edit", disabled=not strengths):
-        run_in_background(edit_job, edit_scores, workspace(), ds, ds_key, list(spaces),
+    if st.button("Score edits", key="met_edit", disabled=not strengths or not names):
+        run_in_background(edit_job, edit_scores, workspace(), ds, ds_key, names,
                           attribute=attr, strengths=tuple(strengths), n_sources=n_src)
     status(edit_job)
 elif not ds.attribute_names:
@@ -100,7 +100,21 @@ edits = _saved_rows("edits")
 if edits is not None and len(edits):
     cols = [c for c in ["space", "kind", "attribute", "direction", "strength", "success",
                         "preservation", "baseline", "target_prob", "n"] if c in edits]
-    st.dataframe(edits[cols], hide_index=True)
+    st.caption("Success: the edited image shows the target (attribute added or removed); "
+               "preservation: the other attributes keep their label. Judged by the feature "
+               "extractor's attribute heads; scoring another attribute adds to this table.")
+    cells = edits.assign(cell=edits["success"].map("{:.0%}".format) + " / "
+                         + edits["preservation"].map("{:.0%}".format))
+    st.dataframe(cells.pivot_table(index=["attribute", "direction", "strength"],
+                                   columns="space", values="cell", aggfunc="first"))
+    mean = (edits.groupby(["space", "strength"])[["success", "preservation"]].mean()
+            .reset_index().melt(["space", "strength"], var_name="score", value_name="share"))
+    fig = px.line(mean, x="strength", y="share", color="space", line_dash="score",
+                  markers=True, height=360, range_y=[0, 1.02],
+                  labels={"share": "mean over attributes and directions"})
+    st.plotly_chart(fig, key="met_edit_chart", width="stretch")
+    with st.expander("All columns"):
+        st.dataframe(edits[cols], hide_index=True)
     st.download_button("Download edit scores (CSV)", edits.to_csv(index=False),
                        "edit_scores.csv", key="met_edit_csv")
 
@@ -123,8 +137,11 @@ if ds.labels is None or not saved:
 name = st.selectbox("Embedding", list(saved), format_func=saved.get, key="met_dist_emb")
 classes, dist = class_distance_matrix(embedding(name).vectors, ds.labels)
 labels = [ds.class_names[c] for c in classes]
-fig = px.imshow(dist, x=labels, y=labels, color_continuous_scale="Viridis", height=520,
+fig = px.imshow(dist, x=labels, y=labels, color_continuous_scale="Viridis",
+                height=min(900, 360 + 22 * len(labels)),
                 labels={"color": "‖mean_a − mean_b‖"}, title=f"Class distances in {name}")
+fig.update_xaxes(dtick=1, tickangle=-45)  # every class named, however many
+fig.update_yaxes(dtick=1)
 st.plotly_chart(fig, key="met_dist_chart", width="stretch")
 st.download_button("Download distances (CSV)",
                    pd.DataFrame(dist, index=labels, columns=labels).to_csv(),

@@ -74,5 +74,13 @@ def test_edit_scores_rows_per_strength_and_direction(setup):
     assert {(r["direction"], r["strength"]) for r in rows} == {
         (d, s) for d in ("add", "remove") for s in (1.0, 3.0)}
     assert all(0.0 <= r["success"] <= 1.0 and r["space"] == "px" for r in rows)
+    # A second attribute is added to the saved table; rescoring one replaces its rows.
+    more = edit_scores(ws, ds, "k", ["px"], attribute="smiling", strengths=(2.0,),
+                       n_sources=10)
+    again = edit_scores(ws, ds, "k", ["px"], attribute="hat", strengths=(5.0,), n_sources=10)
+    saved = ws.load_result("edits-k")[0]["rows"]
+    assert saved == more + again
+    assert {(r["attribute"], r["strength"]) for r in saved} == {
+        ("smiling", 2.0), ("hat", 5.0)}
     with pytest.raises(ValueError, match="attribute must be one of"):
         edit_scores(ws, ds, "k", ["px"], attribute="beard")

@@ -198,3 +198,16 @@ def test_embeddings_page_gan_offers_afv_and_d_pool(tmp_path):
     emb = Workspace(tmp_path / "ws").load_embedding("gan-afv-sparse32")
     assert emb.kind == "afv" and emb.vectors.shape == (len(ds), 32)
     assert np.isfinite(emb.vectors).all()
+
+
+def test_selection_summary_counts_labels_and_attribute_shares():
+    from app.explorer import selection_summary
+    from fisher_core import load_builtin
+
+    ds = load_builtin("faces", n=64, size=16, seed=0)
+    idx = [int(i) for i in np.flatnonzero(ds.attributes[:, 0] == 1)[:10]]
+    text = selection_summary(ds, idx)
+    counts = np.bincount(ds.labels[idx], minlength=len(ds.class_names))
+    top = int(np.argmax(counts))
+    assert text.startswith(f"labels: {ds.class_names[top]} {counts[top]}")
+    assert f"smiling 100% (all {ds.attributes[:, 0].mean():.0%})" in text
