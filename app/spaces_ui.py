@@ -14,6 +14,7 @@ from app.state import jobs, session_job, workspace
 from app.widgets import montage
 from fisher_core.data import ImageDataset
 from fisher_core.decode import Decoder
+from fisher_core.edit import attribute_direction
 from fisher_core.embedding import Embedding
 from fisher_core.spaces import decoded_embeddings, load_embedding_decoder, train_embedding_decoder
 
@@ -42,6 +43,21 @@ def decoder(name: str) -> Decoder | None:
 def embedding(name: str) -> Embedding:
     """Saved embedding ``name`` (loaded once per saved version)."""
     return _embedding(name, embedding_key(name), str(workspace().root))
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _direction(name: str, key: str, root: str, pos: bytes, neg: bytes) -> np.ndarray:
+    vectors = _embedding(name, key, root).vectors
+    return attribute_direction(vectors, np.frombuffer(pos, dtype=bool),
+                               np.frombuffer(neg, dtype=bool))
+
+
+def direction(name: str, pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """δ = mean(z | pos) − mean(z | neg) in embedding ``name``, computed once per saved
+    version and pair of groups (a slider move must not re-average N × k vectors)."""
+    return _direction(name, embedding_key(name), str(workspace().root),
+                      np.asarray(pos, dtype=bool).tobytes(),
+                      np.asarray(neg, dtype=bool).tobytes())
 
 
 def decode(name: str, z: np.ndarray) -> np.ndarray:

@@ -3,10 +3,18 @@
 import numpy as np
 import streamlit as st
 
-from app.spaces_ui import Timer, decode, decoder_panel, embedding, pick_spaces, png_bytes
+from app.spaces_ui import (
+    Timer,
+    decode,
+    decoder_panel,
+    direction,
+    embedding,
+    pick_spaces,
+    png_bytes,
+)
 from app.state import current_dataset
 from app.widgets import image_grid
-from fisher_core.edit import apply_direction, attribute_direction
+from fisher_core.edit import apply_direction
 
 st.title("Manipulate")
 ds, ds_key = current_dataset()
@@ -53,7 +61,7 @@ image_grid(ds.images[sources], [f"#{i}" for i in sources], columns=8, width=80)
 
 
 def _delta(name: str) -> np.ndarray:
-    return attribute_direction(embedding(name).vectors, pos, neg)
+    return direction(name, pos, neg)
 
 
 @st.fragment
