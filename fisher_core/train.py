@@ -39,22 +39,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._io import atomic_write_bytes, atomic_write_json, read_json
+from ._batches import Batch, Data, as_data, check_val, n_rows, take
+from ._checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .models.base import bits_per_dim, nll_training_step
 
 __all__ = ["CheckpointError", "ProgressEvent", "TrainResult", "train"]
 
-Batch = torch.Tensor | tuple[torch.Tensor, ...]
-Data = torch.Tensor | tuple[torch.Tensor, ...]
 StepFn = Callable[[nn.Module, Batch, dict[str, torch.optim.Optimizer]], dict[str, float]]
 OptimFn = Callable[[nn.Module, float], dict[str, torch.optim.Optimizer]]
-
-_CKPT_JSON = "checkpoint.json"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, corrupt, or belongs to a different training set-up."""
-
 
 @dataclass
 class ProgressEvent:
@@ -127,84 +119,6 @@ class TrainResult:
     elapsed: float
 
 
-def _as_images(images: Any, name: str) -> torch.Tensor:
-    """Validate (N, C, H, W) float images in [0, 1]; returns a float32 CPU tensor."""
-    if isinstance(images, np.ndarray):
-        images = torch.from_numpy(np.ascontiguousarray(images))
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"{name} must be an ndarray or tensor (N, C, H, W); got {type(images)}.")
-    if images.ndim != 4 or images.shape[0] == 0:
-        raise ValueError(
-            f"{name} must have shape (N, C, H, W) with N ≥ 1; got {tuple(images.shape)}."
-        )
-    x = images.detach().to("cpu", torch.float32)
-    if not torch.isfinite(x).all() or x.min() < 0.0 or x.max() > 1.0:
-        raise ValueError(
-            f"{name} must hold finite values in [0, 1]; got range "
-            f"[{float(x.min()):.3g}, {float(x.max()):.3g}]. Scale the images to [0, 1]."
-        )
-    return x
-
-
-def _as_arrays(data: Any, name: str) -> tuple[torch.Tensor, ...]:
-    """Validate a tuple of arrays sharing their first dimension N ≥ 1; floating arrays become
-    float32, integer ones int64, booleans float32 (CPU tensors)."""
-    parts = []
-    for i, a in enumerate(data):
-        if isinstance(a, np.ndarray):
-            a = torch.from_numpy(np.ascontiguousarray(a))
-        if not isinstance(a, torch.Tensor):
-            raise TypeError(f"{name}[{i}] must be an ndarray or tensor; got {type(a).__name__}.")
-        a = a.detach().to("cpu")
-        if a.dtype == torch.bool or a.is_floating_point():
-            a = a.to(torch.float32)
-            if not torch.isfinite(a).all():
-                raise ValueError(f"{name}[{i}] contains NaN or infinite values.")
-        else:
-            a = a.to(torch.int64)
-        parts.append(a)
-    ns = [a.shape[0] if a.ndim else -1 for a in parts]
-    if not parts or ns[0] < 1 or any(n != ns[0] for n in ns):
-        raise ValueError(
-            f"{name} as a tuple must hold arrays with the same first dimension N ≥ 1; got "
-            f"leading sizes {ns}."
-        )
-    return tuple(parts)
-
-
-def _as_data(data: Any, name: str) -> Data:
-    """Images (N, C, H, W) in [0, 1], or a tuple of arrays with a shared first dimension."""
-    return _as_arrays(data, name) if isinstance(data, tuple) else _as_images(data, name)
-
-
-def _n_rows(x: Data) -> int:
-    return int(x[0].shape[0]) if isinstance(x, tuple) else int(x.shape[0])
-
-
-def _take(x: Data, idx: torch.Tensor | slice, device: Any) -> Batch:
-    if isinstance(x, tuple):
-        return tuple(t[idx].to(device) for t in x)
-    return x[idx].to(device)
-
-
-def _check_val(x_train: Data, x_val: Data | None) -> None:
-    if x_val is None:
-        return
-    if not isinstance(x_train, tuple):
-        if x_val.shape[1:] != x_train.shape[1:]:
-            raise ValueError(
-                f"val_images must have the same (C, H, W) as train_images "
-                f"{tuple(x_train.shape[1:])}; got {tuple(x_val.shape[1:])}."
-            )
-        return
-    shapes = [tuple(a.shape[1:]) for a in x_train]
-    if [tuple(b.shape[1:]) for b in x_val] != shapes:
-        raise ValueError(
-            f"val_images must be a tuple of arrays shaped like train_images (per-row shapes "
-            f"{shapes}); got {[tuple(b.shape[1:]) for b in x_val]}."
-        )
-
-
 def _positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer; got {value!r}.")
@@ -258,9 +172,9 @@ def _evaluate(model: nn.Module, images: Data, batch_size: int, device: Any) -> f
     was_training = model.training
     model.eval()
     total = 0.0
-    n = _n_rows(images)
+    n = n_rows(images)
     for i in range(0, n, batch_size):
-        batch = _take(images, slice(i, i + batch_size), device)
+        batch = take(images, slice(i, i + batch_size), device)
         if isinstance(batch, tuple):
             loss = torch.as_tensor(model.validation_loss(batch)).double()
             total += float(loss.sum()) if loss.ndim else float(loss) * batch[0].shape[0]
@@ -378,11 +292,11 @@ def train(
     defaults = {"lr": 1e-3, "batch_size": 64} | dict(getattr(model, "training_defaults", {}))
     lr = defaults["lr"] if lr is None else lr
     batch_size = defaults["batch_size"] if batch_size is None else batch_size
-    x_train = _as_data(train_images, "train_images")
+    x_train = as_data(train_images, "train_images")
     if val_images is not None and isinstance(val_images, tuple) != isinstance(x_train, tuple):
         raise TypeError("train_images and val_images must both be image arrays or both tuples.")
-    x_val = None if val_images is None else _as_data(val_images, "val_images")
-    _check_val(x_train, x_val)
+    x_val = None if val_images is None else as_data(val_images, "val_images")
+    check_val(x_train, x_val)
     tuple_data = isinstance(x_train, tuple)
     if tuple_data and x_val is not None and not hasattr(model, "validation_loss"):
         raise TypeError(
@@ -408,7 +322,7 @@ def train(
         run.step_fn, run.optimizers = _resolve_hooks(model, lr, step_fn, configure_optimizers,
                                                      tuple_data)
         if resume:
-            _load_checkpoint(run)
+            load_checkpoint(run)
         reason, message = run.loop()
     return run.finish(reason, message, restore_best)
 
@@ -425,7 +339,7 @@ class _Run:
         self.eval_batch_size, self.ckpt_dir = eval_batch_size, ckpt_dir
         self.shuffle = torch.Generator()
         self.state = _LoopState()
-        self.steps_per_epoch = -(-_n_rows(x_train) // batch_size)
+        self.steps_per_epoch = -(-n_rows(x_train) // batch_size)
         self.total_steps = epochs * self.steps_per_epoch
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.epoch_start_weights: dict[str, torch.Tensor] | None = None
@@ -449,7 +363,7 @@ class _Run:
 
     def fingerprint(self) -> dict[str, Any]:
         """Settings that must match for a checkpoint to be resumed."""
-        return {"n_train": _n_rows(self.x_train), "batch_size": self.batch_size,
+        return {"n_train": n_rows(self.x_train), "batch_size": self.batch_size,
                 "seed": self.seed, "lr": self.lr, "model": type(self.model).__name__,
                 "optimizers": sorted(self.optimizers)}
 
@@ -460,14 +374,14 @@ class _Run:
         self.model.train()
         while st.epoch < self.epochs:
             self.epoch_start_weights = _clone_state(self.model)
-            perm = torch.randperm(_n_rows(self.x_train), generator=self.shuffle)
+            perm = torch.randperm(n_rows(self.x_train), generator=self.shuffle)
             losses = []
             for b in range(self.steps_per_epoch):
                 stop = self.should_stop()
                 if stop is not None:
                     return stop
                 idx = perm[b * self.batch_size : (b + 1) * self.batch_size]
-                metrics = self.step_fn(self.model, _take(self.x_train, idx, self.device),
+                metrics = self.step_fn(self.model, take(self.x_train, idx, self.device),
                                        self.optimizers)
                 if not isinstance(metrics, dict) or "loss" not in metrics:
                     raise TypeError("the step function must return a dict with a 'loss' entry.")
@@ -518,7 +432,7 @@ class _Run:
         h["epoch_elapsed"].append(self.elapsed())
         samples = self.draw_samples()
         if self.ckpt_dir is not None:
-            _save_checkpoint(self)
+            save_checkpoint(self)
         self.emit("epoch", val_nll=val_nll, bits_per_dim=bpd, samples=samples)
         return self.patience is not None and st.bad_epochs >= self.patience
 
@@ -553,99 +467,3 @@ class _Run:
             stopped_reason=reason, message=message, epochs_completed=st.epoch,
             steps=st.step, elapsed=self.elapsed(),
         )
-
-
-def _save_checkpoint(run: _Run) -> None:
-    """Write ``ckpt-EEEE.safetensors`` then ``checkpoint.json`` naming it (both atomic), then
-    delete older tensor files: a crash at any point leaves a consistent checkpoint.
-    """
-    from safetensors.torch import save
-
-    st = run.state
-    tensors = {f"model/{k}": v for k, v in run.model.state_dict().items()}
-    if run.best_weights is not None:
-        tensors.update({f"best/{k}": v for k, v in run.best_weights.items()})
-    optim_meta = {}
-    for name, opt in run.optimizers.items():
-        sd = opt.state_dict()
-        scalars = {}
-        for idx, pstate in sd["state"].items():
-            for key, value in pstate.items():
-                if isinstance(value, torch.Tensor):
-                    tensors[f"optim/{name}/{idx}/{key}"] = value
-                else:
-                    scalars[f"{idx}/{key}"] = value
-        optim_meta[name] = {"param_groups": sd["param_groups"], "scalars": scalars}
-    tensors["rng/torch"] = torch.get_rng_state()
-    tensors["rng/shuffle"] = run.shuffle.get_state()
-    if torch.device(run.device).type == "cuda":
-        tensors["rng/cuda"] = torch.cuda.get_rng_state(torch.device(run.device))
-    tensors = {k: v.detach().to("cpu").clone().contiguous() for k, v in tensors.items()}
-    fname = f"ckpt-{st.epoch:04d}.safetensors"
-    atomic_write_bytes(run.ckpt_dir / fname, save(tensors))
-    meta = {
-        "format": "fisherlab-checkpoint", "version": 1, "weights_file": fname,
-        "fingerprint": run.fingerprint(), "optimizers": optim_meta,
-        "last_loss": run.last_loss,
-        "state": {k: getattr(st, k) for k in
-                  ("epoch", "step", "best_val", "best_epoch", "bad_epochs", "history")}
-        | {"elapsed": run.elapsed()},
-    }
-    atomic_write_json(run.ckpt_dir / _CKPT_JSON, meta)
-    for old in run.ckpt_dir.glob("ckpt-*.safetensors"):
-        if old.name != fname:
-            old.unlink(missing_ok=True)
-
-
-def _load_checkpoint(run: _Run) -> None:
-    """Restore weights, optimizers, RNG states and loop state; no checkpoint = fresh start."""
-    from safetensors.torch import load_file
-
-    path = run.ckpt_dir / _CKPT_JSON
-    if not path.is_file():
-        return
-    try:
-        meta = read_json(path)
-        tensors = load_file(str(run.ckpt_dir / meta["weights_file"]))
-    except Exception as exc:  # JSON, missing-file and safetensors errors all mean "corrupt"
-        raise CheckpointError(
-            f"checkpoint in {run.ckpt_dir} is unreadable ({exc}); delete the folder or train "
-            "with resume=False."
-        ) from exc
-    expected = run.fingerprint()
-    if meta.get("fingerprint") != expected:
-        raise CheckpointError(
-            f"checkpoint in {run.ckpt_dir} was made with {meta.get('fingerprint')}, not "
-            f"{expected}; resume with the same settings or use a new checkpoint_dir."
-        )
-    try:
-        run.model.load_state_dict(_prefixed(tensors, "model/"))
-        best = _prefixed(tensors, "best/")
-        run.best_weights = best or None
-        for name, opt in run.optimizers.items():
-            om = meta["optimizers"][name]
-            state: dict[int, dict[str, Any]] = {}
-            for key, value in _prefixed(tensors, f"optim/{name}/").items():
-                idx, sub = key.split("/", 1)
-                state.setdefault(int(idx), {})[sub] = value
-            for key, value in om["scalars"].items():
-                idx, sub = key.split("/", 1)
-                state.setdefault(int(idx), {})[sub] = value
-            groups = [{k: tuple(v) if isinstance(v, list) and k != "params" else v
-                       for k, v in g.items()} for g in om["param_groups"]]
-            opt.load_state_dict({"state": state, "param_groups": groups})
-    except (RuntimeError, KeyError, ValueError) as exc:
-        raise CheckpointError(
-            f"checkpoint in {run.ckpt_dir} does not fit this model/optimizers: {exc}"
-        ) from exc
-    torch.set_rng_state(tensors["rng/torch"])
-    run.shuffle.set_state(tensors["rng/shuffle"])
-    if "rng/cuda" in tensors and torch.device(run.device).type == "cuda":
-        torch.cuda.set_rng_state(tensors["rng/cuda"], torch.device(run.device))
-    for key, value in meta["state"].items():
-        setattr(run.state, key, value)
-    run.last_loss = meta["last_loss"]
-
-
-def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}

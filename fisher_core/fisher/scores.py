@@ -22,7 +22,7 @@ Per example ``i`` the pipeline is
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -32,6 +32,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from ._inputs import Data, batches, count, model_device, stack
 from ._persample import (
     METHODS,
     FisherScoreError,
@@ -49,7 +50,6 @@ NORMALIZATIONS = (None, "fim_diag", "fim_diag_exact")
 _EPS = 1e-6  # added to √I, as in the AFV reference code
 _STATS_BYTES = 256 << 20  # per-batch budget for exact parameter-space statistics
 
-Data = torch.Tensor | np.ndarray | Iterable
 Progress = Callable[[int, int | None], None] | None
 
 
@@ -170,10 +170,10 @@ class FisherScorer(BaseEstimator):
         if self._needs_stats():
             with self._scoring():
                 if self._exact_stats():
-                    self._fit_param_stats(x, _Progress(progress, _count(x)))
+                    self._fit_param_stats(x, _Progress(progress, count(x)))
                 else:
                     moments = _Moments()
-                    for z in self._raw_batches(x, _Progress(progress, _count(x))):
+                    for z in self._raw_batches(x, _Progress(progress, count(x))):
                         moments.update(z)
                     self._set_output_stats(moments)
         return self
@@ -194,13 +194,13 @@ class FisherScorer(BaseEstimator):
         """
         check_is_fitted(self, "projection_")
         with self._scoring():
-            outs = [self._finish(z) for z in self._raw_batches(x, _Progress(progress, _count(x)))]
-        return _stack(outs, self.projection_.dim)
+            outs = [self._finish(z) for z in self._raw_batches(x, _Progress(progress, count(x)))]
+        return stack(outs, self.projection_.dim)
 
     def fit_transform(self, x: Data, *, progress: Progress = None) -> np.ndarray:
         """Fit on ``x`` and return its scores (one pass unless ``"fim_diag_exact"``)."""
         if self._exact_stats_requested():
-            n = _count(x)
+            n = count(x)
             total = 2 * n if n is not None else None
             self.fit(x, progress=_phase(progress, 0, total))
             return self.transform(x, progress=_phase(progress, self.n_reference_, total))
@@ -208,12 +208,12 @@ class FisherScorer(BaseEstimator):
         moments = _Moments()
         with self._scoring():
             raw = []
-            for z in self._raw_batches(x, _Progress(progress, _count(x))):
+            for z in self._raw_batches(x, _Progress(progress, count(x))):
                 moments.update(z)
                 raw.append(z.cpu().numpy())
         if self._needs_stats():
             self._set_output_stats(moments)
-        out = _stack(raw, self.projection_.dim)
+        out = stack(raw, self.projection_.dim)
         for s in range(0, out.shape[0], 4096):  # normalise in place, a block at a time
             out[s : s + 4096] = self._finish(torch.from_numpy(out[s : s + 4096]))
         return out
@@ -224,7 +224,7 @@ class FisherScorer(BaseEstimator):
         _check_options(self)
         self.param_names_, params = select_parameters(self.model, self.params)
         self.n_params_ = int(sum(p.numel() for p in params))
-        self.device_ = torch.device(self.device) if self.device is not None else _model_device(
+        self.device_ = torch.device(self.device) if self.device is not None else model_device(
             self.model)
         self.engine_ = GradEngine(self.model, self.param_names_, params, self.method)
         self.projection_: Projection = make_projection(
@@ -247,7 +247,7 @@ class FisherScorer(BaseEstimator):
     @contextmanager
     def _scoring(self):
         model = self.model
-        home = _model_device(model)
+        home = model_device(model)
         moved = home != self.device_
         if moved:
             model.to(self.device_)
@@ -266,7 +266,7 @@ class FisherScorer(BaseEstimator):
         projection = projection or self.projection_
         scales = self._scales if scales == "fitted" else scales
         dtype = self.engine_.params[0].dtype
-        for xb in _batches(x, batch_size or self.batch_size, dtype, self.device_):
+        for xb in batches(x, batch_size or self.batch_size, dtype, self.device_):
             if self.engine_.plan is None:
                 plan = self.engine_.calibrate(xb[:4])
                 self.plan_ = {k: [self.param_names_[i] for i in v] for k, v in plan.items()}
@@ -396,56 +396,6 @@ def _check_options(s: FisherScorer) -> None:
         raise FisherScoreError(f"power must be a positive number or None; got {s.power!r}.")
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for t in list(model.parameters()) + list(model.buffers()):
-        return t.device
-    return torch.device("cpu")
-
-
-def _count(x: Data) -> int | None:
-    if isinstance(x, torch.Tensor | np.ndarray):
-        return int(x.shape[0]) if x.ndim else None
-    dataset = getattr(x, "dataset", None)
-    try:
-        return len(dataset) if dataset is not None else None
-    except TypeError:
-        return None
-
-
-def _batches(x: Data, batch_size: int, dtype: torch.dtype, device: torch.device) -> Iterator:
-    """Tensors of at most ``batch_size`` examples, floats cast to the model's dtype."""
-    if hasattr(x, "images") and isinstance(x.images, np.ndarray):
-        x = x.images  # an ImageDataset
-    if isinstance(x, torch.Tensor | np.ndarray):
-        if x.ndim == 0 or x.shape[0] == 0:
-            raise FisherScoreError(
-                f"x must hold at least one example along its first axis; got shape {x.shape}."
-            )
-        source: Iterable = (x[s : s + batch_size] for s in range(0, x.shape[0], batch_size))
-    elif isinstance(x, Iterable):
-        source = x
-    else:
-        raise FisherScoreError(
-            f"x must be a tensor, an array or an iterable of batches; got {type(x).__name__}."
-        )
-    for item in source:
-        if isinstance(item, list | tuple):
-            item = item[0]  # (x, y) pairs from a DataLoader
-        t = torch.as_tensor(item)
-        if t.is_floating_point():
-            t = t.to(dtype)
-        t = t.to(device)
-        for s in range(0, t.shape[0], batch_size):
-            yield t[s : s + batch_size]
-
-
-def _stack(outs: list[np.ndarray], dim: int) -> np.ndarray:
-    if not outs:
-        raise FisherScoreError("x holds zero examples; pass at least one.")
-    outs = [o if isinstance(o, np.ndarray) else o.cpu().numpy() for o in outs]
-    return np.ascontiguousarray(np.concatenate(outs, axis=0), dtype=np.float32)
-
-
 def fisher_scores(
     model: nn.Module,
     x: Data,
@@ -490,7 +440,7 @@ def fisher_scores(
                           device=device, power=power, l2=l2, method=method)
     if fim_samples is None or not (center or normalize):
         return scorer.fit_transform(x, progress=progress)
-    n_ref, n_x = _count(fim_samples), _count(x)
+    n_ref, n_x = count(fim_samples), count(x)
     total = n_ref + n_x if n_ref is not None and n_x is not None else None
     scorer.fit(fim_samples, progress=_phase(progress, 0, total))
     return scorer.transform(x, progress=_phase(progress, scorer.n_reference_, total))

@@ -111,3 +111,16 @@ def wait_idle(page, timeout_s: float = 120.0) -> None:
 def assert_no_exception(page, where: str) -> None:
     n = page.locator('[data-testid="stException"]').count()
     assert n == 0, f"{where}: {page.locator('[data-testid=stException]').first.inner_text()}"
+
+
+def open_with_builtin(page, url: str, dataset: str, sidebar_page: str) -> None:
+    """Load built-in ``dataset`` on the Data page, then open ``sidebar_page`` by its link
+    (a click keeps the session, so the loaded dataset stays current)."""
+    page.goto(f"{url}/data")
+    wait_idle(page)
+    page.get_by_label("Dataset", exact=True).click()
+    page.get_by_role("option", name=dataset).click()
+    page.get_by_role("button", name="Load").first.click()
+    wait_idle(page)
+    page.get_by_text(sidebar_page, exact=True).first.click()
+    wait_idle(page)

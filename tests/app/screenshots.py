@@ -16,7 +16,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .browser import assert_no_exception, browser_page, streamlit_server, wait_idle
+from .browser import (
+    assert_no_exception,
+    browser_page,
+    open_with_builtin,
+    streamlit_server,
+    wait_idle,
+)
 
 # The four spaces of the README's evaluation, drawn side by side.
 SPACES = ["faces-pixelcnn-fisher-sparse512", "faces-pixelcnn-act-none",
@@ -64,14 +70,7 @@ def main(src: str, out: str) -> None:
 def _digits_afv_heatmap(page, url: str, out_dir: Path) -> None:
     """Digits on the Metrics page, class distances of the AFV embedding (Zhai et al. Fig.)."""
     page.set_viewport_size({"width": 1400, "height": 3000})
-    page.goto(f"{url}/data")
-    wait_idle(page)
-    page.get_by_label("Dataset", exact=True).click()
-    page.get_by_role("option", name="digits").click()
-    page.get_by_role("button", name="Load").first.click()
-    wait_idle(page)
-    page.get_by_text("Metrics", exact=True).first.click()  # the sidebar link
-    wait_idle(page)
+    open_with_builtin(page, url, "digits", "Metrics")
     page.get_by_label("Embedding", exact=True).click()
     page.get_by_role("option", name="digits-ebgan-afv").first.click()
     wait_idle(page)

@@ -12,6 +12,7 @@ import pytest
 from .browser import (
     assert_no_exception,
     browser_page,
+    open_with_builtin,
     require_browser,
     streamlit_server,
     wait_idle,
@@ -100,14 +101,7 @@ def _set_number(page, label: str, value) -> None:
 
 def _train_flow(page, url, tmp_path) -> None:
     """Digits: train a small PixelCNN for two epochs; the run view and saved list update."""
-    page.goto(f"{url}/data")
-    wait_idle(page)
-    page.get_by_label("Dataset", exact=True).click()
-    page.get_by_role("option", name="digits").click()
-    page.get_by_role("button", name="Load").first.click()
-    wait_idle(page)
-    page.get_by_text("Train", exact=True).first.click()  # the sidebar link
-    wait_idle(page)
+    open_with_builtin(page, url, "digits", "Train")
     for label, value in [("hidden", 8), ("Epochs", 1)]:
         _set_number(page, label, value)
     page.get_by_role("button", name="Train", exact=True).click()
