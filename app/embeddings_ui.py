@@ -9,16 +9,16 @@ import streamlit as st
 from app.jobs_ui import status
 from app.state import jobs, session_job, workspace
 from fisher_core.data import ImageDataset
-from fisher_core.deep import (
+from fisher_core.embeddings import (
     POOLS,
+    Embedding,
     activation_embedding,
     fisher_score_embedding,
+    fisher_vector_embedding,
     latent_embedding,
+    pixel_embedding,
 )
-from fisher_core.embed import fisher_vector_embedding, pixel_embedding
-from fisher_core.embedding import Embedding
-from fisher_core.runs import list_models, load_saved_model
-from fisher_core.store import EntryError
+from fisher_core.workspace import EntryError, list_models, load_saved_model
 
 
 def slug(text: str) -> str:
@@ -130,8 +130,7 @@ FAMILY_KINDS = {
 
 
 def _embedders() -> dict:
-    from fisher_core.afv import afv_embedding, d_pool_embedding
-    from fisher_core.models.fvvae import fvvae_embedding
+    from fisher_core.embeddings import afv_embedding, d_pool_embedding, fvvae_embedding
 
     return {"fisher": fisher_score_embedding, "activations": activation_embedding,
             "latent": latent_embedding, "afv": afv_embedding, "d_pool": d_pool_embedding,

@@ -10,8 +10,8 @@ import streamlit as st
 from app.state import jobs, results_cache
 from app.widgets import image_grid
 from fisher_core.data import ImageDataset
-from fisher_core.embedding import Embedding
-from fisher_core.reduce import kernel_neighbors, pca_embed, umap_embed, umap_is_warm
+from fisher_core.embeddings import Embedding
+from fisher_core.explore import kernel_neighbors, pca_embed, umap_embed, umap_is_warm
 
 
 def _umap_job(job, vectors: np.ndarray, n_components: int, key: str, cache) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.state import jobs
-from fisher_core.jobs import JobSnapshot
+from fisher_core.workspace import JobSnapshot
 
 
 @st.fragment(run_every=0.5)

@@ -13,10 +13,13 @@ from app.jobs_ui import status
 from app.state import jobs, session_job, workspace
 from app.widgets import montage
 from fisher_core.data import ImageDataset
-from fisher_core.decode import Decoder
-from fisher_core.edit import attribute_direction
-from fisher_core.embedding import Embedding
-from fisher_core.spaces import decoded_embeddings, load_embedding_decoder, train_embedding_decoder
+from fisher_core.embeddings import Embedding
+from fisher_core.explore import Decoder, attribute_direction
+from fisher_core.workspace import (
+    decoded_embeddings,
+    load_embedding_decoder,
+    train_embedding_decoder,
+)
 
 from .embeddings_ui import embedding_key, saved_embeddings
 

@@ -11,9 +11,8 @@ from typing import Any
 import streamlit as st
 
 from fisher_core.data import ImageDataset, load_builtin
-from fisher_core.jobs import Job, JobRegistry
-from fisher_core.reduce import warmup_umap
-from fisher_core.store import Workspace, default_root
+from fisher_core.explore import warmup_umap
+from fisher_core.workspace import Job, JobRegistry, Workspace, default_root
 
 DEFAULT_BUILTIN = ("faces", ())
 

@@ -13,9 +13,8 @@ from plotly.subplots import make_subplots
 from app.state import jobs, workspace
 from app.widgets import montage
 from fisher_core.data import ImageDataset
-from fisher_core.jobs import Job
 from fisher_core.models import MODEL_FAMILIES
-from fisher_core.runs import RunLog, data_config, train_and_save
+from fisher_core.workspace import Job, RunLog, data_config, train_and_save
 
 # Options of string-valued config fields (the config classes validate them again).
 CHOICES = {

@@ -37,8 +37,7 @@ from skimage.feature import fisher_vector as skimage_fisher_vector
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SkGMM
 
-from fisher_core.fisher.vectors import fisher_vector
-from fisher_core.gmm import GaussianMixture
+from fisher_core.fisher import GaussianMixture, fisher_vector
 
 # torch's OpenMP workers spin for a while after each parallel region and would steal the
 # 2 cores from the NumPy/OpenBLAS peers timed right after; let them go idle first.

@@ -45,8 +45,8 @@ from torch.func import functional_call, grad, vmap
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from fisher_core.fisher import FisherScorer, fisher_scores  # noqa: E402
 from fisher_core.fisher.projection import KronProjection, ParamBlock, SparseProjection  # noqa: E402
-from fisher_core.fisher.scores import FisherScorer, fisher_scores  # noqa: E402
 
 BATCH = 256
 

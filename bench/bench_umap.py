@@ -27,7 +27,7 @@ def main() -> None:
     x = (centers[rng.integers(0, 10, args.n)] + rng.normal(size=(args.n, args.d)))
     x = x.astype(np.float32)
 
-    from fisher_core.reduce import pca_embed, umap_embed, warmup_umap
+    from fisher_core.explore import pca_embed, umap_embed, warmup_umap
 
     t_import = time.perf_counter() - T0
     warmup_umap()
@@ -41,7 +41,7 @@ def main() -> None:
     t_again = time.perf_counter() - t
     print(f"| UMAP of {args.n:,} × {args.d}, from process start | seconds |")
     print("|---|---:|")
-    print(f"| fisher_core.reduce imported (umap, numba) | {t_import:.1f} |")
+    print(f"| fisher_core.explore.reduce imported (umap, numba) | {t_import:.1f} |")
     print(f"| warm-up compilation done (app: at server start) | {t_warm:.1f} |")
     print(f"| PCA preview ready | {t_pca:.1f} |")
     print(f"| first UMAP layout ready | {t_umap:.1f} |")

@@ -31,14 +31,16 @@ import numpy as np
 import pandas as pd
 
 from fisher_core import Workspace, load_builtin
-from fisher_core.afv import afv_embedding, d_pool_embedding
-from fisher_core.deep import fisher_score_embedding
-from fisher_core.embed import fisher_vector_embedding, pixel_embedding
-from fisher_core.metrics.distance import class_distance_matrix
-from fisher_core.models.fvvae import fvvae_embedding
-from fisher_core.probe import linear_probe
-from fisher_core.runs import load_saved_model, train_and_save
-from fisher_core.store import EntryError
+from fisher_core.embeddings import (
+    afv_embedding,
+    d_pool_embedding,
+    fisher_score_embedding,
+    fisher_vector_embedding,
+    fvvae_embedding,
+    pixel_embedding,
+)
+from fisher_core.metrics import class_distance_matrix, linear_probe
+from fisher_core.workspace import EntryError, load_saved_model, train_and_save
 
 # AFVs of every D parameter up to this many (digits: 8,897); above it, a sparse projection.
 EXACT_AFV_MAX = 20_000

@@ -30,13 +30,13 @@ import numpy as np
 import pandas as pd
 
 from fisher_core import Workspace, load_builtin
-from fisher_core.deep import fisher_score_embedding
-from fisher_core.edit import apply_direction, attribute_direction
-from fisher_core.runs import load_saved_model
-from fisher_core.spaces import (
+from fisher_core.embeddings import fisher_score_embedding
+from fisher_core.explore import apply_direction, attribute_direction
+from fisher_core.workspace import (
     edit_scores,
     load_embedding_decoder,
     load_extractor,
+    load_saved_model,
     train_embedding_decoder,
 )
 

@@ -24,11 +24,16 @@ import numpy as np
 import pandas as pd
 
 from fisher_core import Workspace, load_builtin
-from fisher_core.deep import activation_embedding, fisher_score_embedding
-from fisher_core.embed import pixel_embedding
-from fisher_core.runs import load_saved_model, train_and_save
-from fisher_core.spaces import edit_scores, fid_curves, train_embedding_decoder, train_extractor
-from fisher_core.store import EntryError
+from fisher_core.embeddings import activation_embedding, fisher_score_embedding, pixel_embedding
+from fisher_core.workspace import (
+    EntryError,
+    edit_scores,
+    fid_curves,
+    load_saved_model,
+    train_and_save,
+    train_embedding_decoder,
+    train_extractor,
+)
 
 KEY = "builtin:faces"
 

@@ -7,7 +7,7 @@ import streamlit as st
 from app.embeddings_ui import saved_embeddings
 from app.jobs_ui import status
 from app.state import current_dataset, jobs, run_in_background, session_job, workspace
-from fisher_core.probe import fisher_vector_ablation, probe_embeddings
+from fisher_core.metrics import fisher_vector_ablation, probe_embeddings
 
 st.title("Classify")
 ds, ds_key = current_dataset()

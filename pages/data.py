@@ -14,7 +14,7 @@ from app.state import (
 )
 from app.widgets import image_grid
 from fisher_core.data import SUPPORTED_FORMATS, DatasetError, load_file
-from fisher_core.store import EntryError
+from fisher_core.workspace import EntryError
 
 st.title("Data")
 ws = workspace()

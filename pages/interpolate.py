@@ -6,7 +6,7 @@ import streamlit as st
 from app.spaces_ui import Timer, decode, decoder_panel, embedding, pick_spaces, png_bytes
 from app.state import current_dataset
 from app.widgets import image_grid
-from fisher_core.edit import interpolate
+from fisher_core.explore import interpolate
 
 st.title("Interpolate")
 ds, ds_key = current_dataset()

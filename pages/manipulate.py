@@ -14,7 +14,7 @@ from app.spaces_ui import (
 )
 from app.state import current_dataset
 from app.widgets import image_grid
-from fisher_core.edit import apply_direction
+from fisher_core.explore import apply_direction
 
 st.title("Manipulate")
 ds, ds_key = current_dataset()

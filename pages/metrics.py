@@ -10,10 +10,16 @@ from app.jobs_ui import status
 from app.spaces_ui import decoder_panel, embedding, pick_spaces
 from app.state import current_dataset, jobs, run_in_background, session_job, workspace
 from app.train_ui import monitor_figure
-from fisher_core.metrics.distance import class_distance_matrix
-from fisher_core.runs import list_models, saved_monitor
-from fisher_core.spaces import edit_scores, extractor_name, fid_curves, train_extractor
-from fisher_core.store import EntryError
+from fisher_core.metrics import class_distance_matrix
+from fisher_core.workspace import (
+    EntryError,
+    edit_scores,
+    extractor_name,
+    fid_curves,
+    list_models,
+    saved_monitor,
+    train_extractor,
+)
 
 st.title("Metrics")
 ds, ds_key = current_dataset()

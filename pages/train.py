@@ -8,7 +8,7 @@ from app.state import current_dataset, jobs, workspace
 from app.train_ui import DEFAULT_EPOCHS, config_form, draw_run, live, monitor_figure, start
 from app.widgets import montage
 from fisher_core.models import MODEL_FAMILIES
-from fisher_core.runs import list_models, saved_monitor, saved_samples
+from fisher_core.workspace import list_models, saved_monitor, saved_samples
 
 st.title("Train")
 ds, ds_key = current_dataset()

@@ -1,4 +1,6 @@
-"""Datasets: the built-in ones and safe loading of user files."""
+"""Datasets: the built-in ones (procedural faces, scikit-learn's digits), safe loading of user
+files within limits, and the :class:`ImageDataset` type. No models or embeddings here.
+"""
 
 from .builtin import BUILTIN_DATASETS, load_builtin
 from .dataset import ImageDataset

@@ -237,11 +237,11 @@ class FisherVectorLayer(nn.Module):
     # ---- interoperability --------------------------------------------------------------------
 
     def to_gmm(self):
-        """The current mixture as a fitted :class:`fisher_core.gmm.GaussianMixture` (float64).
+        """The current mixture as a fitted :class:`fisher_core.GaussianMixture` (float64).
 
         Usable with :func:`fisher_core.fisher.fisher_vector` and for ``score_samples``.
         """
-        from ..gmm import GaussianMixture
+        from .gmm import GaussianMixture
 
         gmm = GaussianMixture(self.n_components)
         with torch.no_grad():
@@ -261,7 +261,7 @@ class FisherVectorLayer(nn.Module):
         FisherVectorLayer
             self.
         """
-        from .vectors import gmm_parameters
+        from .gmm import gmm_parameters
 
         w, mu, var = gmm_parameters(gmm)
         if mu.shape != (self.n_components, self.dim):

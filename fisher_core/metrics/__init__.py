@@ -1,5 +1,8 @@
-"""Distances between sets of features (FID, Fisher distance), the domain feature extractor
-that FID needs here, and the decode-based evaluations (FID vs α, attribute-edit scores)."""
+"""Measuring embeddings and models: FID and Fisher distances, the GAN's Fisher training monitor,
+the domain feature extractor that FID needs here, linear probes and the FV normalisation
+ablation, and the decode-based evaluations (FID vs α, attribute-edit scores). The on-disk
+bookkeeping of these results is :mod:`fisher_core.workspace`.
+"""
 
 from .distance import (
     FrechetAccumulator,
@@ -19,21 +22,35 @@ from .features import (
     save_feature_extractor,
     train_feature_extractor,
 )
+from .monitor import FisherMonitor
+from .probe import (
+    ProbeResult,
+    fisher_vector_ablation,
+    linear_probe,
+    normalization_ablation,
+    probe_embeddings,
+)
 
 __all__ = [
     "DomainFeatureExtractor",
     "FeatureExtractorConfig",
     "FeatureExtractorResult",
+    "FisherMonitor",
     "FrechetAccumulator",
     "InceptionExtractor",
     "InceptionUnavailableError",
+    "ProbeResult",
     "attribute_edit_scores",
     "class_distance_matrix",
     "fid_vs_alpha",
     "fisher_distance",
     "fisher_similarity",
+    "fisher_vector_ablation",
     "frechet_distance",
+    "linear_probe",
     "load_feature_extractor",
+    "normalization_ablation",
+    "probe_embeddings",
     "save_feature_extractor",
     "train_feature_extractor",
 ]

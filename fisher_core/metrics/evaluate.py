@@ -5,7 +5,7 @@ models using Fisher scores") and work for any embedding with a decoder, so diffe
 (Fisher scores, activations, pixels, latents) are compared by the same code.
 
 The decoder is anything with ``decode(z (M, k)) -> images (M, C, H, W)`` in [0, 1] (a
-:class:`fisher_core.decode.Decoder`); the feature extractor anything with
+:class:`fisher_core.explore.decode.Decoder`); the feature extractor anything with
 ``features(images) -> (M, f)`` (a :class:`fisher_core.metrics.features.DomainFeatureExtractor`),
 whose ``name`` is returned with the FIDs; the attribute classifier either has
 ``predict_attributes(images) -> (M, A)`` probabilities or is such a callable.
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..edit import apply_direction, attribute_direction, interpolate
+from ..explore.edit import apply_direction, attribute_direction, interpolate
 from .distance import frechet_distance
 
 __all__ = ["attribute_edit_scores", "fid_vs_alpha"]
@@ -136,7 +136,7 @@ def attribute_edit_scores(
     Protocol:
 
     1. Direction: δ = mean(z | attribute) − mean(z | no attribute) over all N rows, from the
-       ground-truth ``attributes[:, attribute]`` (:func:`fisher_core.edit.attribute_direction`).
+       ground-truth ``attributes[:, attribute]`` (:func:`fisher_core.explore.edit.attribute_direction`).
     2. Sources: up to ``n_sources`` rows *without* the attribute (ground truth), drawn without
        replacement with ``seed``; edited as z + s·δ ("add", target: present). With
        ``remove=True`` also up to ``n_sources`` rows *with* it, edited as z − s·δ ("remove",

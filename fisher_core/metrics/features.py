@@ -7,7 +7,7 @@ be downloaded here, and on 32×32 grey cartoons it would be a poor judge anyway.
 - multi-task when the dataset has labels and/or attributes: cross-entropy on the class label
   plus binary cross-entropy on the attributes (mean over attributes), summed;
 - otherwise an autoencoder: the features are its bottleneck, decoded by a
-  :class:`fisher_core.decode.Decoder` with a squared-error loss.
+  :class:`fisher_core.explore.decode.Decoder` with a squared-error loss.
 
 Its features (the penultimate layer: a linear bottleneck before the heads) feed
 :func:`fisher_core.metrics.frechet_distance`; its ``name`` (``"domain-cnn(faces)"``) labels
@@ -30,9 +30,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.dataset import ImageDataset
-from ..decode import Decoder, DecoderConfig, load_net, save_net, split_indices
+from ..explore.decode import Decoder, DecoderConfig
 from ..models.base import ConfigError
-from ..train import ProgressEvent, TrainResult, train
+from ..models.netio import load_net, save_net
+from ..training.batches import split_indices
+from ..training.events import ProgressEvent, TrainResult
+from ..training.loop import train
 
 __all__ = [
     "DomainFeatureExtractor",
@@ -189,7 +192,7 @@ class DomainFeatureExtractor(nn.Module):
         return self._batched(images, lambda x: self.label_head(self(x)).argmax(1),
                              batch_size).astype(np.int64)
 
-    # ---- hooks of fisher_core.train.train (batches are (x, y, a) tuples) -------------------
+    # ---- hooks of fisher_core.training.train (batches are (x, y, a) tuples) -------------------
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """Per-example training loss (B,): CE(label) + mean BCE(attributes), or the
@@ -265,7 +268,7 @@ def train_feature_extractor(
     ----------
     ds : ImageDataset
         Its labels and attributes choose the heads; with neither, an autoencoder is trained.
-    epochs, batch_size, lr, seed : see :func:`fisher_core.train.train`
+    epochs, batch_size, lr, seed : see :func:`fisher_core.training.train`
         Defaults 40, 64, 2e-3, 0; ``seed`` also fixes the initial weights and the split.
     val_fraction : float, default=0.1
         Share of images held out for early stopping and the reported accuracies.

@@ -1,4 +1,6 @@
-"""Small deep generative models sharing one protocol (see :mod:`fisher_core.models.base`).
+"""Small deep generative models sharing one protocol (see :mod:`fisher_core.models.base`):
+PixelCNN, VAE, EBM-GAN, FV-VAE, their layers and safetensors files. How they are trained is
+:mod:`fisher_core.training`; how they embed a dataset is :mod:`fisher_core.embeddings`.
 
 ``MODEL_FAMILIES`` maps a family name to its (model class, config dataclass); a new family
 (e.g. an energy-based GAN) is added by subclassing :class:`GenerativeModel`, overriding the
@@ -24,6 +26,7 @@ from .base import (
 from .ebgan import EBGAN, EBGANConfig
 from .fvvae import FVVAE, FVVAEConfig
 from .io import ModelFileError, load_model, save_model
+from .netio import load_net, save_net
 from .pixelcnn import PixelCNN, PixelCNNConfig
 from .vae import VAE, VAEConfig, gaussian_kl
 
@@ -45,10 +48,12 @@ __all__ = [
     "check_images",
     "gaussian_kl",
     "load_model",
+    "load_net",
     "make_generator",
     "nll_training_step",
     "quantize",
     "save_model",
+    "save_net",
 ]
 
 MODEL_FAMILIES: dict[str, tuple[type[nn.Module], type]] = {

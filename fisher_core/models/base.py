@@ -14,7 +14,7 @@ Images are float tensors of shape (B, C, H, W) in [0, 1]. Discrete models quanti
 Model families can customise training by overriding two hooks of :class:`GenerativeModel`:
 ``configure_optimizers(lr)`` (a dict of named optimizers; a GAN returns two) and
 ``training_step(batch, optimizers)`` (one update; returns a dict of floats with a ``"loss"``).
-:func:`fisher_core.train.train` calls these hooks, so one loop serves every family.
+:func:`fisher_core.training.train` calls these hooks, so one loop serves every family.
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ class GenerativeModel(nn.Module):
     #: True when ``log_prob`` is a normalised log-likelihood (or a bound on one), so that
     #: validation NLL and bits/dim mean something; an energy-based model sets this to False.
     normalized: ClassVar[bool] = True
-    #: Learning rate and batch size :func:`fisher_core.train.train` uses when not given.
+    #: Learning rate and batch size :func:`fisher_core.training.train` uses when not given.
     training_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "batch_size": 64}
     #: Module whose activations are the "network activations" baseline embedding.
     activation_layer: ClassVar[str | None] = None
@@ -174,7 +174,7 @@ class GenerativeModel(nn.Module):
     ) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    # ---- training hooks used by fisher_core.train.train --------------------------------------
+    # ---- training hooks used by fisher_core.training.train --------------------------------------
 
     def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
         """Optimizers used by :meth:`training_step`; default one Adam over all parameters."""

@@ -6,7 +6,7 @@ draw samples from the density D defines. ``log_prob(x)`` returns ``D(x)`` itself
 **unnormalised** log-density (``log Z(θ)`` is unknown, so it is not comparable across models
 and bits/dim mean nothing: ``normalized = False``). Its parameter gradient is still the
 Fisher score up to the term ``−∇θ log Z = −E_pθ[∇θ D]``, which adversarial Fisher vectors
-estimate with generator samples (:mod:`fisher_core.afv`).
+estimate with generator samples (:mod:`fisher_core.embeddings.afv`).
 
 Objective (the least-squares GAN of the reference code, apple/ml-afv ``losses.py``; see
 /work/shared/REFERENCES.md), per mini-batch of real images x and latents z ~ N(0, I):
@@ -452,6 +452,6 @@ class EBGAN(GenerativeModel):
         """``−D(x)``: an unnormalised energy, not a negative log-likelihood (no bits/dim).
 
         Lower means held-out images look more "real" to D; it does not measure sample quality,
-        so select GAN checkpoints with :class:`fisher_core.afv.FisherMonitor` instead.
+        so select GAN checkpoints with :class:`fisher_core.metrics.FisherMonitor` instead.
         """
         return -self.log_prob(batch)

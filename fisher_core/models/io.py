@@ -10,14 +10,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import platform
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from .._io import atomic_write_bytes, atomic_write_json
+from ..utils.io import atomic_write_bytes, atomic_write_json
+from ..utils.versions import versions
 
 __all__ = ["ModelFileError", "save_model", "load_model"]
 
@@ -98,23 +98,11 @@ def save_model(
         "metrics": dict(metrics or {}),
         "aliases": aliases,
         "weights_sha256": hashlib.sha256(blob).hexdigest(),
-        "versions": _versions(),
+        "versions": versions(),
     }
     atomic_write_json(directory / META_FILE, meta)
     return directory
 
-
-def _versions() -> dict[str, str]:
-    import safetensors
-
-    from .. import __version__
-
-    return {
-        "fisherlab": __version__,
-        "torch": torch.__version__,
-        "safetensors": safetensors.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def read_model_meta(directory: str | Path) -> dict[str, Any]:

@@ -115,8 +115,8 @@ def _train_flow(page, url, tmp_path) -> None:
 def _decoded_space(home) -> None:
     """Give the running app a decoded space: faces pixels and a quickly trained decoder."""
     from fisher_core import Workspace, load_builtin
-    from fisher_core.embed import pixel_embedding
-    from fisher_core.spaces import train_embedding_decoder
+    from fisher_core.embeddings import pixel_embedding
+    from fisher_core.workspace import train_embedding_decoder
 
     ws, ds = Workspace(home), load_builtin("faces")
     ws.save_embedding(pixel_embedding(ds, dataset_key="builtin:faces"), "faces-pixels")

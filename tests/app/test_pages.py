@@ -112,7 +112,7 @@ def test_classify_page_ablation_table():
     assert set(table["normalization"]) == {"none", "analytic", "empirical"}
     # the page shows exactly what the library computes for the same settings
     from fisher_core import load_builtin
-    from fisher_core.probe import fisher_vector_ablation
+    from fisher_core.metrics import fisher_vector_ablation
 
     ds = load_builtin("digits")
     ref = fisher_vector_ablation(ds, ds.labels, n_components=2, patch=3, cv=2, max_images=300)
@@ -150,7 +150,7 @@ def test_train_page_rejects_a_bad_name_and_keeps_state():
 
 def test_embeddings_page_deep_model_fisher_scores_and_activations(tmp_path):
     from fisher_core import Workspace, load_builtin
-    from fisher_core.runs import train_and_save
+    from fisher_core.workspace import train_and_save
 
     train_and_save(load_builtin("digits"), "pixelcnn", config={"hidden": 4, "n_blocks": 2},
                    epochs=1, workspace=Workspace(tmp_path / "ws"), name="px",
@@ -179,7 +179,7 @@ def test_embeddings_page_deep_model_fisher_scores_and_activations(tmp_path):
 
 def test_embeddings_page_gan_offers_afv_and_d_pool(tmp_path):
     from fisher_core import Workspace, load_builtin
-    from fisher_core.runs import train_and_save
+    from fisher_core.workspace import train_and_save
 
     ds = load_builtin("digits")
     train_and_save(ds, "ebgan", config={"g_width": 8, "d_width": 4, "latent_dim": 4},

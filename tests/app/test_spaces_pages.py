@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from fisher_core import Workspace, load_builtin
-from fisher_core.embed import pixel_embedding
-from fisher_core.spaces import train_embedding_decoder
+from fisher_core.embeddings import pixel_embedding
+from fisher_core.workspace import train_embedding_decoder
 
 from .test_pages import _on
 
@@ -78,7 +78,7 @@ def test_metrics_page_extractor_fid_edits_and_heatmap(decoded):
     # the class-distance heatmap works with any saved embedding, no extractor needed
     assert len(at.get("plotly_chart")) == 1
     from fisher_core import load_builtin as lb
-    from fisher_core.metrics.distance import class_distance_matrix
+    from fisher_core.metrics import class_distance_matrix
 
     ds = lb("digits")
     _, dist = class_distance_matrix(ds.images.reshape(len(ds), -1), ds.labels)

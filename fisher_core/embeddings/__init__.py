@@ -1,0 +1,43 @@
+"""Dataset → :class:`Embedding` (an N × k array plus what made it): classical GMM Fisher vectors,
+deep Fisher scores, activations, latents, adversarial Fisher vectors and D-pool, FV-VAE,
+pixels. What one does with an embedding is :mod:`fisher_core.explore` and
+:mod:`fisher_core.metrics`.
+"""
+
+from .afv import (
+    adversarial_fisher_vectors,
+    afv_embedding,
+    afv_scorer,
+    d_pool_embedding,
+    discriminator_pool,
+    generator_samples,
+)
+from .classical import fisher_vector_embedding, pixel_embedding, power_l2
+from .deep import (
+    POOLS,
+    activation_embedding,
+    default_activation_layer,
+    fisher_score_embedding,
+    latent_embedding,
+)
+from .embedding import Embedding
+from .fvvae import fvvae_embedding
+
+__all__ = [
+    "POOLS",
+    "Embedding",
+    "activation_embedding",
+    "adversarial_fisher_vectors",
+    "afv_embedding",
+    "afv_scorer",
+    "d_pool_embedding",
+    "default_activation_layer",
+    "discriminator_pool",
+    "fisher_score_embedding",
+    "fisher_vector_embedding",
+    "fvvae_embedding",
+    "generator_samples",
+    "latent_embedding",
+    "pixel_embedding",
+    "power_l2",
+]

@@ -1,0 +1,36 @@
+"""What a user does with an embedding: 2-D / 3-D views (UMAP, PCA), Fisher-kernel neighbours,
+interpolation and attribute directions, and decoders that turn embedding vectors back into
+images. Scores of these (FID, edit success, probes) are :mod:`fisher_core.metrics`.
+"""
+
+from .decode import (
+    Decoder,
+    DecoderConfig,
+    DecoderResult,
+    default_likelihood,
+    load_decoder,
+    reconstruction_errors,
+    save_decoder,
+    train_decoder,
+)
+from .edit import apply_direction, attribute_direction, interpolate
+from .reduce import kernel_neighbors, pca_embed, umap_embed, umap_is_warm, warmup_umap
+
+__all__ = [
+    "Decoder",
+    "DecoderConfig",
+    "DecoderResult",
+    "apply_direction",
+    "attribute_direction",
+    "default_likelihood",
+    "interpolate",
+    "kernel_neighbors",
+    "load_decoder",
+    "pca_embed",
+    "reconstruction_errors",
+    "save_decoder",
+    "train_decoder",
+    "umap_embed",
+    "umap_is_warm",
+    "warmup_umap",
+]

@@ -1,0 +1,401 @@
+"""Decoders: from an embedding back to images (Yan, Ho & Abbeel 2019, section 4).
+
+A :class:`Decoder` is a small MLP from an embedding vector to a coarse feature map (about
+4×4), then ``n_up − 1`` × [nearest 2× upsampling + 3×3 convolution + ReLU], then a 3×3
+convolution to 4× the output channels rearranged by a pixel shuffle into the last 2×
+upsampling (sub-pixel convolution: no convolution runs at full resolution, which makes a
+training step about 4× cheaper on a CPU than a full-resolution last layer). The output holds
+the parameters of a per-pixel distribution p(x | z):
+
+- ``"bernoulli"``: one logit per pixel, binary cross-entropy against the pixel values (binary
+  images, or intensities in [0, 1] used as soft targets); the decoded image is sigmoid(logit);
+- ``"categorical"``: ``levels`` logits per pixel, cross-entropy against
+  ``round(x · (levels − 1))``; the decoded image is the expected level / (levels − 1);
+- ``"gaussian"``: one value per pixel, mean squared error of sigmoid(value) against x (a
+  fixed-variance Gaussian); the decoded image is sigmoid(value).
+
+Edits (interpolation, attribute vectors) happen in the *raw* embedding space, so the decoder
+standardises its input itself with the training statistics kept as buffers (``in_mean``,
+``in_std``): ``decode`` takes raw embedding vectors.
+
+:func:`train_decoder` fits one with the shared loop (:func:`fisher_core.training.train`, with
+early stopping on a held-out split) and reports held-out reconstruction errors.
+:func:`save_decoder` / :func:`load_decoder` store it as safetensors + JSON (no pickle).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models.base import ConfigError, quantize
+from ..models.netio import load_net, save_net
+from ..training import ProgressEvent, TrainResult, train
+from ..training.batches import split_indices
+
+__all__ = [
+    "Decoder",
+    "DecoderConfig",
+    "DecoderResult",
+    "default_likelihood",
+    "load_decoder",
+    "save_decoder",
+    "train_decoder",
+]
+
+LIKELIHOODS = ("bernoulli", "categorical", "gaussian")
+
+
+def default_likelihood(levels: int | None) -> str:
+    """The likelihood that fits images quantised to ``levels`` (None = continuous).
+
+    ``2`` → ``"bernoulli"``, ``3..256`` → ``"categorical"``, ``None`` → ``"gaussian"``.
+    """
+    if levels is None:
+        return "gaussian"
+    if isinstance(levels, bool) or not isinstance(levels, int) or not 2 <= levels <= 256:
+        raise ValueError(f"levels must be None or an integer in [2, 256]; got {levels!r}.")
+    return "bernoulli" if levels == 2 else "categorical"
+
+
+@dataclass
+class DecoderConfig:
+    """Hyper-parameters of :class:`Decoder`.
+
+    Parameters
+    ----------
+    in_dim : int
+        Embedding dimension k.
+    channels, height, width : int, default=1, 32, 32
+        Output image shape (C, H, W).
+    likelihood : {"bernoulli", "categorical", "gaussian"}, default="gaussian"
+        Per-pixel distribution (see the module docstring).
+    levels : int, default=2
+        Levels of the categorical likelihood (2..256; ignored by the others).
+    hidden : int, default=256
+        Width of the MLP's hidden layer.
+    base_channels : int, default=64
+        Feature maps at the coarsest resolution; halved at every upsampling, never below
+        ``min_channels``.
+    min_channels : int, default=32
+    n_up : int or None, default=None
+        Upsampling stages; ``None`` picks ``⌊log2(min(H, W) / 4)⌋`` (32×32 → 3, 8×8 → 1), so
+        the coarsest map is about 4×4. The output is cropped to (H, W).
+    """
+
+    in_dim: int
+    channels: int = 1
+    height: int = 32
+    width: int = 32
+    likelihood: str = "gaussian"
+    levels: int = 2
+    hidden: int = 256
+    base_channels: int = 64
+    min_channels: int = 32
+    n_up: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, lo, hi in [
+            ("in_dim", 1, 1 << 24), ("channels", 1, 4), ("height", 1, 1024), ("width", 1, 1024),
+            ("levels", 2, 256), ("hidden", 1, 65536), ("base_channels", 1, 4096),
+            ("min_channels", 1, 4096),
+        ]:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise ConfigError(
+                    f"DecoderConfig.{name} must be an integer in [{lo}, {hi}]; got {value!r}."
+                )
+        if self.likelihood not in LIKELIHOODS:
+            raise ConfigError(
+                f"DecoderConfig.likelihood must be one of {LIKELIHOODS}; got {self.likelihood!r}."
+            )
+        if self.n_up is None:
+            side = min(self.height, self.width)
+            self.n_up = max(0, int(math.floor(math.log2(side / 4)))) if side >= 4 else 0
+        n = self.n_up
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 8:
+            raise ConfigError(f"DecoderConfig.n_up must be an integer in [0, 8]; got {n!r}.")
+
+
+class Decoder(nn.Module):
+    """Embedding (raw, standardised inside with the ``in_mean`` / ``in_std`` buffers) → image.
+
+    Parameters
+    ----------
+    config : DecoderConfig
+    """
+
+    training_defaults = {"lr": 2e-3, "batch_size": 64}
+
+    def __init__(self, config: DecoderConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        scale = 2**c.n_up
+        self.h0, self.w0 = -(-c.height // scale), -(-c.width // scale)
+        widths = [max(c.min_channels, c.base_channels >> i) for i in range(max(c.n_up, 1))]
+        self.mlp = nn.Sequential(
+            nn.Linear(c.in_dim, c.hidden), nn.ReLU(),
+            nn.Linear(c.hidden, widths[0] * self.h0 * self.w0), nn.ReLU(),
+        )
+        self.ups = nn.ModuleList(
+            nn.Conv2d(widths[i], widths[i + 1], 3, padding=1) for i in range(c.n_up - 1)
+        )
+        self.shuffle = 2 if c.n_up > 0 else 1
+        per_pixel = c.levels if c.likelihood == "categorical" else 1
+        self.out = nn.Conv2d(widths[-1], c.channels * per_pixel * self.shuffle**2, 3, padding=1)
+        self.register_buffer("in_mean", torch.zeros(c.in_dim))
+        self.register_buffer("in_std", torch.ones(c.in_dim))
+
+    def set_standardization(self, mean: np.ndarray, std: np.ndarray) -> None:
+        """Store the embedding statistics; dimensions with ``std == 0`` keep a scale of 1."""
+        std = np.where(np.asarray(std) > 0, std, 1.0)
+        self.in_mean.copy_(torch.as_tensor(np.asarray(mean), dtype=torch.float32))
+        self.in_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Raw distribution parameters: (B, C, H, W) logits/values, or (B, C, L, H, W) logits
+        for the categorical likelihood."""
+        c = self.config
+        h = self.mlp((z - self.in_mean) / self.in_std)
+        h = h.view(z.shape[0], -1, self.h0, self.w0)  # (B, C0, h0, w0)
+        for conv in self.ups:
+            h = F.relu(conv(F.interpolate(h, scale_factor=2, mode="nearest")))
+        out = F.pixel_shuffle(self.out(h), self.shuffle)  # (B, C·per_pixel, 2h, 2w)
+        out = out[:, :, : c.height, : c.width]  # (B, C·per_pixel, H, W)
+        if c.likelihood == "categorical":
+            return out.reshape(z.shape[0], c.channels, c.levels, c.height, c.width)
+        return out
+
+    def mean(self, z: torch.Tensor) -> torch.Tensor:
+        """Expected image in [0, 1], shape (B, C, H, W) (differentiable)."""
+        out = self(z)
+        if self.config.likelihood != "categorical":
+            return torch.sigmoid(out)
+        grid = torch.linspace(0.0, 1.0, self.config.levels, device=out.device)
+        return (out.softmax(dim=2) * grid.view(1, 1, -1, 1, 1)).sum(dim=2)  # (B, C, H, W)
+
+    def loss(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Per-example loss, averaged over pixels, shape (B,): BCE, CE (nats) or squared error.
+        """
+        out = self(z)
+        lik = self.config.likelihood
+        if lik == "bernoulli":
+            per_pixel = F.binary_cross_entropy_with_logits(out, x, reduction="none")
+        elif lik == "categorical":
+            target = quantize(x, self.config.levels)  # (B, C, H, W)
+            per_pixel = F.cross_entropy(out.transpose(1, 2), target, reduction="none")
+        else:
+            per_pixel = (torch.sigmoid(out) - x).pow(2)
+        return per_pixel.flatten(1).mean(dim=1)
+
+    @torch.no_grad()
+    def decode(self, z: np.ndarray | torch.Tensor, *, batch_size: int = 512) -> np.ndarray:
+        """Decode raw embedding vectors into images.
+
+        Parameters
+        ----------
+        z : array-like of shape (M, k) or (k,)
+        batch_size : int, default=512
+
+        Returns
+        -------
+        ndarray of shape (M, C, H, W) (or (C, H, W) for one vector), float32 in [0, 1]
+        """
+        zt = torch.as_tensor(np.asarray(z, dtype=np.float32))
+        single = zt.ndim == 1
+        zt = zt.reshape(1, -1) if single else zt
+        if zt.ndim != 2 or zt.shape[1] != self.config.in_dim:
+            raise ValueError(
+                f"z must be (M, {self.config.in_dim}) embedding vectors; got "
+                f"{tuple(np.shape(z))}. Use the embedding the decoder was trained on."
+            )
+        was_training = self.training
+        self.eval()
+        device = self.in_mean.device
+        parts = [self.mean(zt[i : i + batch_size].to(device)).cpu()
+                 for i in range(0, zt.shape[0], batch_size)]
+        self.train(was_training)
+        out = torch.cat(parts).numpy() if parts else np.zeros((0, *self.image_shape), "float32")
+        return out[0] if single else out
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of a decoded image."""
+        return (self.config.channels, self.config.height, self.config.width)
+
+    # ---- hooks of fisher_core.training.train (batches are (z, x) tuples) ------------------------
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor],
+                      optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
+        """One Adam step on the mean loss of a (z, x) batch."""
+        (opt,) = optimizers.values()
+        opt.zero_grad(set_to_none=True)
+        loss = self.loss(*batch).mean()
+        if torch.isfinite(loss):
+            loss.backward()
+            opt.step()
+        return {"loss": float(loss.detach())}
+
+    def validation_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Per-example loss (B,) of a (z, x) batch."""
+        return self.loss(*batch)
+
+
+@dataclass
+class DecoderResult:
+    """Outcome of :func:`train_decoder`.
+
+    Attributes
+    ----------
+    decoder : Decoder
+        Trained, in eval mode, best validation epoch restored.
+    train_result : TrainResult
+        History of the shared training loop.
+    metrics : dict of str to float
+        Held-out ``val_mse`` (per pixel, decoded mean vs image), ``val_bce`` (Bernoulli) or
+        ``val_ce`` (categorical, nats per pixel), ``n_train``, ``n_val``, ``seconds``.
+    val_index : ndarray of int
+        Rows of the inputs held out for validation.
+    """
+
+    decoder: Decoder
+    train_result: TrainResult
+    metrics: dict[str, float] = field(default_factory=dict)
+    val_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+
+def _check_pairs(z: Any, images: Any) -> tuple[np.ndarray, np.ndarray]:
+    z = np.asarray(getattr(z, "vectors", z), dtype=np.float32)
+    x = np.asarray(images, dtype=np.float32)
+    if z.ndim != 2 or x.ndim != 4 or z.shape[0] != x.shape[0] or z.shape[0] < 2:
+        raise ValueError(
+            f"embedding_vectors must be (N, k) and images (N, C, H, W) with the same N ≥ 2; "
+            f"got {z.shape} and {x.shape}."
+        )
+    if not np.isfinite(z).all():
+        raise ValueError("embedding_vectors contain NaN or infinite values.")
+    if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+        raise ValueError("images must hold finite values in [0, 1]; scale them first.")
+    return z, x
+
+
+def train_decoder(
+    embedding_vectors: np.ndarray,
+    images: np.ndarray,
+    *,
+    levels: int | None = None,
+    likelihood: str | None = None,
+    epochs: int = 40,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    hidden: int = 256,
+    base_channels: int = 64,
+    early_stopping_patience: int | None = 5,
+    max_seconds: float | None = 60.0,
+    callback: Callable[[ProgressEvent], None] | None = None,
+    cancel: threading.Event | Callable[[], bool] | None = None,
+) -> DecoderResult:
+    """Train a :class:`Decoder` from embedding vectors to the images they embed.
+
+    Parameters
+    ----------
+    embedding_vectors : ndarray of shape (N, k) or Embedding
+        Raw embedding rows; standardised inside the decoder with training-split statistics.
+    images : ndarray of shape (N, C, H, W)
+        The images, float in [0, 1], row-aligned with the embedding.
+    levels : int or None, default=None
+        Quantisation of the images (``ImageDataset.levels``); picks the likelihood with
+        :func:`default_likelihood` unless ``likelihood`` is given.
+    likelihood : {"bernoulli", "categorical", "gaussian"} or None, default=None
+        Overrides the choice from ``levels`` (``"categorical"`` uses ``levels``, default 256).
+    epochs, batch_size, lr, seed : see :func:`fisher_core.training.train`
+        Defaults 40, 64, 2e-3, 0; ``seed`` also fixes the initial weights and the split.
+    val_fraction : float, default=0.1
+        Share of rows held out for early stopping and the reported errors.
+    hidden, base_channels : int, default=256, 64
+        Decoder width (see :class:`DecoderConfig`).
+    early_stopping_patience : int or None, default=5
+    max_seconds : float or None, default=60.0
+        Training time budget (the best epoch so far is kept).
+    callback : callable(ProgressEvent) or None, default=None
+        Progress of the shared training loop (steps, epochs with the validation loss).
+    cancel : threading.Event, callable or None, default=None
+
+    Returns
+    -------
+    DecoderResult
+    """
+    z, x = _check_pairs(embedding_vectors, images)
+    likelihood = likelihood or default_likelihood(levels)
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {LIKELIHOODS}; got {likelihood!r}.")
+    n_levels = levels if levels is not None else (256 if likelihood == "categorical" else 2)
+    config = DecoderConfig(in_dim=z.shape[1], channels=x.shape[1], height=x.shape[2],
+                           width=x.shape[3], likelihood=likelihood, levels=n_levels,
+                           hidden=hidden, base_channels=base_channels)
+    tr, va = split_indices(z.shape[0], val_fraction, seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        decoder = Decoder(config)
+    decoder.set_standardization(z[tr].mean(0), z[tr].std(0))
+    result = train(decoder, (z[tr], x[tr]), val_images=(z[va], x[va]) if va.size else None,
+                   epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, callback=callback,
+                   cancel=cancel, early_stopping_patience=early_stopping_patience,
+                   max_seconds=max_seconds)
+    metrics = {"n_train": int(tr.size), "n_val": int(va.size), "seconds": result.elapsed}
+    if va.size:
+        metrics |= reconstruction_errors(decoder, z[va], x[va])
+    return DecoderResult(decoder, result, metrics, va)
+
+
+@torch.no_grad()
+def reconstruction_errors(decoder: Decoder, z: np.ndarray, images: np.ndarray) -> dict[str, float]:
+    """Per-pixel errors of ``decoder`` on (z, images): ``mse`` of the decoded mean, plus ``bce``
+    (Bernoulli) or ``ce`` (categorical, nats), keys prefixed with ``val_``."""
+    decoder.eval()
+    zt, xt = torch.as_tensor(z, dtype=torch.float32), torch.as_tensor(images, dtype=torch.float32)
+    mse = float(((torch.from_numpy(decoder.decode(z)) - xt) ** 2).double().mean())
+    out = {"val_mse": mse}
+    key = {"bernoulli": "val_bce", "categorical": "val_ce"}.get(decoder.config.likelihood)
+    if key is not None:
+        losses = [decoder.loss(zt[i : i + 512], xt[i : i + 512]).double()
+                  for i in range(0, zt.shape[0], 512)]
+        out[key] = float(torch.cat(losses).mean())
+    return out
+
+
+def save_decoder(decoder: Decoder, directory: str | Path, *,
+                 metrics: dict[str, Any] | None = None) -> Path:
+    """Save a decoder (weights + standardisation buffers) as safetensors + JSON.
+
+    Parameters
+    ----------
+    decoder : Decoder
+    directory : path-like
+        Destination folder (created if missing).
+    metrics : dict or None, default=None
+        JSON-serialisable numbers to keep with it (e.g. ``DecoderResult.metrics``).
+
+    Returns
+    -------
+    Path
+    """
+    if not isinstance(decoder, Decoder):
+        raise TypeError(f"decoder must be a Decoder; got {type(decoder).__name__}.")
+    return save_net(decoder, directory, kind="decoder", metrics=metrics)
+
+
+def load_decoder(directory: str | Path) -> Decoder:
+    """Load a decoder saved by :func:`save_decoder` (no pickle); returned in eval mode."""
+    return load_net(directory, kind="decoder", build=lambda c: Decoder(DecoderConfig(**c)))

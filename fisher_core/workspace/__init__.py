@@ -1,0 +1,54 @@
+"""The workspace on disk (default ``~/.fisherlab``): datasets, models, embeddings, decoders,
+extractors and results written atomically; trained runs and their logs; decoders and
+feature extractors saved per embedding; background jobs. No maths of its own.
+"""
+
+from .decoders import (
+    decoded_embeddings,
+    edit_scores,
+    extractor_name,
+    fid_curves,
+    load_embedding_decoder,
+    load_extractor,
+    train_embedding_decoder,
+    train_extractor,
+)
+from .jobs import Job, JobRegistry, JobSnapshot
+from .runs import (
+    ModelRun,
+    RunLog,
+    data_config,
+    list_models,
+    load_saved_model,
+    saved_monitor,
+    saved_samples,
+    train_and_save,
+)
+from .store import KINDS, Entry, EntryError, Workspace, default_root
+
+__all__ = [
+    "KINDS",
+    "Entry",
+    "EntryError",
+    "Job",
+    "JobRegistry",
+    "JobSnapshot",
+    "ModelRun",
+    "RunLog",
+    "Workspace",
+    "data_config",
+    "decoded_embeddings",
+    "default_root",
+    "edit_scores",
+    "extractor_name",
+    "fid_curves",
+    "list_models",
+    "load_embedding_decoder",
+    "load_extractor",
+    "load_saved_model",
+    "saved_monitor",
+    "saved_samples",
+    "train_and_save",
+    "train_embedding_decoder",
+    "train_extractor",
+]

@@ -1,0 +1,221 @@
+"""Decoders and FID feature extractors kept in the workspace, next to what they belong to.
+
+- A decoder maps one saved embedding back to its images; it is stored as
+  ``decoders/<embedding name>`` so that every page finds the decoder of an embedding by name.
+- A domain feature extractor (the FID feature space and attribute judge of a dataset) is
+  stored as ``extractors/<dataset slug>``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from ..data.dataset import ImageDataset
+from ..explore.decode import Decoder, load_decoder, save_decoder, train_decoder
+from ..metrics.features import (
+    DomainFeatureExtractor,
+    load_feature_extractor,
+    save_feature_extractor,
+    train_feature_extractor,
+)
+from ..training.events import ProgressEvent
+from .store import EntryError, Workspace
+
+__all__ = [
+    "decoded_embeddings",
+    "edit_scores",
+    "fid_curves",
+    "extractor_name",
+    "load_embedding_decoder",
+    "load_extractor",
+    "train_embedding_decoder",
+    "train_extractor",
+]
+
+
+def extractor_name(dataset_key: str) -> str:
+    """Workspace name of a dataset's feature extractor."""
+    return re.sub(r"[^A-Za-z0-9_.\-]+", "-", dataset_key).strip("-.")[:80] or "dataset"
+
+
+def train_embedding_decoder(
+    workspace: Workspace,
+    embedding_name: str,
+    ds: ImageDataset,
+    *,
+    callback: Callable[[ProgressEvent], None] | None = None,
+    cancel: Any = None,
+    **options: Any,
+) -> tuple[Decoder, dict[str, Any]]:
+    """Train a decoder from saved embedding ``embedding_name`` to the images of ``ds``.
+
+    The decoder is saved as ``decoders/<embedding_name>`` with its held-out reconstruction
+    error; ``options`` go to :func:`fisher_core.explore.decode.train_decoder`.
+
+    Returns
+    -------
+    decoder : Decoder
+    metrics : dict
+        Held-out reconstruction errors, sizes and training time.
+    """
+    emb = workspace.load_embedding(embedding_name)
+    if emb.n != len(ds):
+        raise ValueError(f"embedding {embedding_name!r} has {emb.n} rows but the dataset has "
+                         f"{len(ds)} images; load the dataset it was computed on.")
+    result = train_decoder(emb.vectors, ds.images, levels=ds.levels, callback=callback,
+                           cancel=cancel, **options)
+    metrics = {k: float(v) for k, v in result.metrics.items()}
+    metrics["epochs"] = result.train_result.epochs_completed
+    meta = {"embedding": embedding_name, "dataset": emb.dataset, "metrics": metrics}
+    with workspace.writer("decoders", embedding_name, meta) as folder:
+        save_decoder(result.decoder, folder, metrics=metrics)
+    return result.decoder, metrics
+
+
+def load_embedding_decoder(workspace: Workspace, embedding_name: str) -> Decoder | None:
+    """The saved decoder of ``embedding_name``, or None when it has none (or it is unreadable)."""
+    try:
+        entry = workspace.entry("decoders", embedding_name)
+        return load_decoder(entry.path)
+    except (EntryError, ValueError, OSError):
+        return None
+
+
+def decoded_embeddings(workspace: Workspace, dataset_key: str) -> dict[str, dict[str, Any]]:
+    """{embedding name: decoder metrics} for the embeddings of ``dataset_key`` with a decoder."""
+    out = {}
+    for e in workspace.list("decoders"):
+        if e.meta.get("dataset") == dataset_key and workspace.exists("embeddings", e.name):
+            out[e.name] = e.meta.get("metrics", {})
+    return out
+
+
+def train_extractor(
+    workspace: Workspace,
+    ds: ImageDataset,
+    dataset_key: str,
+    *,
+    callback: Callable[[ProgressEvent], None] | None = None,
+    cancel: Any = None,
+    **options: Any,
+) -> tuple[DomainFeatureExtractor, dict[str, Any]]:
+    """Train and save the domain feature extractor of a dataset (FID features, attributes)."""
+    result = train_feature_extractor(ds, callback=callback, cancel=cancel, **options)
+    metrics = {k: (float(v) if isinstance(v, (int, float)) else v)
+               for k, v in result.metrics.items()}
+    meta = {"dataset": dataset_key, "metrics": metrics}
+    with workspace.writer("extractors", extractor_name(dataset_key), meta) as folder:
+        save_feature_extractor(result.extractor, folder, metrics=metrics)
+    return result.extractor, metrics
+
+
+def load_extractor(workspace: Workspace, dataset_key: str) -> DomainFeatureExtractor | None:
+    """The saved feature extractor of ``dataset_key``, or None."""
+    try:
+        return load_feature_extractor(
+            workspace.entry("extractors", extractor_name(dataset_key)).path)
+    except (EntryError, ValueError, OSError):
+        return None
+
+
+def fid_curves(
+    workspace: Workspace,
+    ds: ImageDataset,
+    dataset_key: str,
+    names: list[str],
+    *,
+    n_pairs: int = 200,
+    alphas: Any = None,
+    method: str = "linear",
+    seed: int = 0,
+    progress: Callable[[float, str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """FID-vs-α rows (space, kind, alpha, fid, extractor) for decoded embeddings ``names``.
+
+    Uses the dataset's saved feature extractor (train one with :func:`train_extractor`); the
+    rows are also saved as ``results/fid-alpha-<dataset>``.
+    """
+    import numpy as np
+
+    from ..metrics.evaluate import fid_vs_alpha
+
+    extractor = _require_extractor(workspace, dataset_key)
+    alphas = np.linspace(0.0, 1.0, 11) if alphas is None else alphas
+    rows: list[dict[str, Any]] = []
+    for k, name in enumerate(names):
+        emb, dec = workspace.load_embedding(name), _require_decoder(workspace, name)
+        sub = _stage(progress, k, len(names), name)
+        out = fid_vs_alpha(emb.vectors, dec, ds.images, extractor, n_pairs=n_pairs,
+                           alphas=alphas, method=method, seed=seed, progress=sub)
+        rows += [{"space": name, "kind": emb.kind, "alpha": a, "fid": f,
+                  "extractor": out["extractor"], "n_pairs": n_pairs}
+                 for a, f in zip(out["alphas"], out["fid"], strict=True)]
+    workspace.save_result(f"fid-alpha-{extractor_name(dataset_key)}", {"rows": rows})
+    return rows
+
+
+def edit_scores(
+    workspace: Workspace,
+    ds: ImageDataset,
+    dataset_key: str,
+    names: list[str],
+    *,
+    attribute: str,
+    strengths: tuple[float, ...] = (1.0, 3.0, 5.0),
+    n_sources: int = 200,
+    seed: int = 0,
+    progress: Callable[[float, str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Attribute-edit success and preservation per space and strength (judged by the dataset's
+    feature extractor's attribute heads).
+
+    Returns this call's rows. They are merged into ``results/edits-<dataset>``: rows saved
+    earlier for other (space, attribute) pairs are kept, those for the same pairs replaced,
+    so scoring one attribute after another builds up the whole table.
+    """
+    from ..metrics.evaluate import attribute_edit_scores
+
+    if attribute not in ds.attribute_names:
+        raise ValueError(f"attribute must be one of {ds.attribute_names}; got {attribute!r}.")
+    extractor = _require_extractor(workspace, dataset_key)
+    rows: list[dict[str, Any]] = []
+    for k, name in enumerate(names):
+        emb, dec = workspace.load_embedding(name), _require_decoder(workspace, name)
+        out = attribute_edit_scores(
+            emb.vectors, ds.attributes, dec, extractor,
+            attribute=ds.attribute_names.index(attribute), strengths=strengths,
+            n_sources=n_sources, attribute_names=ds.attribute_names, seed=seed,
+            progress=_stage(progress, k, len(names), name))
+        rows += [{"space": name, "kind": emb.kind, **r} for r in out]
+    result = f"edits-{extractor_name(dataset_key)}"
+    try:
+        earlier = workspace.load_result(result)[0].get("rows", [])
+    except EntryError:
+        earlier = []
+    fresh = {(r["space"], r["attribute"]) for r in rows}
+    kept = [r for r in earlier if (r.get("space"), r.get("attribute")) not in fresh]
+    workspace.save_result(result, {"rows": kept + rows})
+    return rows
+
+
+def _require_extractor(workspace: Workspace, dataset_key: str) -> DomainFeatureExtractor:
+    extractor = load_extractor(workspace, dataset_key)
+    if extractor is None:
+        raise ValueError("this dataset has no feature extractor yet; train one first "
+                         "(train_extractor, or the button on the Metrics page).")
+    return extractor
+
+
+def _require_decoder(workspace: Workspace, name: str) -> Decoder:
+    dec = load_embedding_decoder(workspace, name)
+    if dec is None:
+        raise ValueError(f"embedding {name!r} has no decoder; train one first.")
+    return dec
+
+
+def _stage(progress, k: int, n: int, name: str):
+    if progress is None:
+        return None
+    return lambda f, m: progress((k + f) / n, f"{name}: {m}")

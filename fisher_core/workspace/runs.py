@@ -1,0 +1,296 @@
+"""Training runs kept in the workspace: train a model family on a dataset, save it, list it.
+
+A saved model is a workspace entry of kind ``"models"``: ``model.safetensors`` +
+``model.json`` (see :mod:`fisher_core.models.io`) and ``history.json`` (the training curves),
+with the dataset key, family, metrics and stop reason in the entry's metadata. Everything is
+written atomically, so a crash mid-save leaves the previous version readable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.dataset import ImageDataset
+from ..models import MODEL_FAMILIES, build_model, load_model, save_model
+from ..training.events import ProgressEvent, TrainResult
+from ..training.loop import train
+from ..utils.io import atomic_write_json, read_json
+from .store import Entry, EntryError, Workspace
+
+__all__ = [
+    "ModelRun",
+    "RunLog",
+    "data_config",
+    "list_models",
+    "load_saved_model",
+    "saved_monitor",
+    "saved_samples",
+    "train_and_save",
+]
+
+HISTORY_FILE = "history.json"
+SAMPLES_FILE = "samples.npy"
+MONITOR_FILE = "monitor.json"
+BEST_SUFFIX = "-best"
+
+
+class RunLog:
+    """A training-loop callback that keeps what a live view draws.
+
+    Step losses are thinned to at most ``max_points`` (every other point is dropped when full,
+    so memory stays bounded on long runs); epoch rows, the last sample grid and the last
+    event are kept whole.
+    """
+
+    def __init__(self, max_points: int = 2000) -> None:
+        self.max_points = max_points
+        self.steps: list[tuple[int, float]] = []
+        self.step_metrics: list[dict[str, float]] = []
+        self.epochs: list[dict[str, Any]] = []
+        self.samples: np.ndarray | None = None
+        self.last: ProgressEvent | None = None
+        self.monitor: list[dict[str, float]] = []  # FisherMonitor history, when there is one
+        self._stride = 1
+
+    def __call__(self, event: ProgressEvent) -> None:
+        self.last = event
+        if event.kind == "step" and event.step % self._stride == 0:
+            self.steps.append((event.step, float(event.loss)))
+            self.step_metrics.append({"step": event.step, **event.metrics})
+            if len(self.steps) > self.max_points:
+                self.steps, self.step_metrics = self.steps[::2], self.step_metrics[::2]
+                self._stride *= 2
+        elif event.kind == "epoch":
+            self.epochs.append({"epoch": event.epoch, "step": event.step, "loss": event.loss,
+                                "val_nll": event.val_nll, "bits_per_dim": event.bits_per_dim,
+                                "elapsed": event.elapsed, **event.metrics})
+            if event.samples is not None:
+                self.samples = event.samples
+
+    def state(self) -> dict[str, Any]:
+        """A copy safe to hand to another thread."""
+        return {"steps": list(self.steps), "step_metrics": list(self.step_metrics),
+                "epochs": list(self.epochs), "samples": self.samples, "last": self.last,
+                "monitor": list(self.monitor)}
+
+
+@dataclass
+class ModelRun:
+    """A finished training run: the trained model, its loop result and where it was saved."""
+
+    model: nn.Module
+    result: TrainResult
+    name: str | None
+    metrics: dict[str, Any]
+
+
+def data_config(family: str, ds: ImageDataset) -> dict[str, Any]:
+    """The config fields a model family takes from the data: channels, size, levels.
+
+    ``levels`` follows the dataset's quantisation when it has one; otherwise the family's
+    default is kept (the model quantises its input itself).
+    """
+    if family not in MODEL_FAMILIES:
+        raise ValueError(f"family must be one of {sorted(MODEL_FAMILIES)}; got {family!r}.")
+    c, h, w = ds.shape
+    fields = {f.name for f in dataclasses.fields(MODEL_FAMILIES[family][1])}
+    out: dict[str, Any] = {"channels": c, "height": h, "width": w}
+    if ds.levels is not None and "levels" in fields:
+        out["levels"] = int(ds.levels)
+    return {k: v for k, v in out.items() if k in fields}
+
+
+def _metrics(model: nn.Module, result: TrainResult, n_train: int) -> dict[str, Any]:
+    h = result.history
+    bpd = [b for b in h.get("epoch_bits_per_dim", []) if b is not None]
+    return {
+        "family": getattr(type(model), "family", type(model).__name__),
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "epochs": result.epochs_completed,
+        "steps": result.steps,
+        "seconds": round(result.elapsed, 2),
+        "best_epoch": result.best_epoch,
+        "val_nll": result.best_val_nll,
+        "val_bits_per_dim": min(bpd) if bpd else None,
+        "stopped": result.stopped_reason,
+        "n_train": n_train,
+    }
+
+
+def train_and_save(
+    ds: ImageDataset,
+    family: str,
+    *,
+    config: dict[str, Any] | None = None,
+    epochs: int = 5,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    n_samples: int = 4,
+    workspace: Workspace | None = None,
+    name: str | None = None,
+    dataset_key: str = "",
+    callback: Callable[[ProgressEvent], None] | None = None,
+    cancel: Any = None,
+    max_seconds: float | None = None,
+    early_stopping_patience: int | None = 3,
+    log: RunLog | None = None,
+    monitor_every: int | None = None,
+) -> ModelRun:
+    """Build a model of ``family`` for ``ds``, train it, and save it to the workspace.
+
+    Parameters
+    ----------
+    ds : ImageDataset
+        Training data; ``val_fraction`` of it is held out (seeded) for validation NLL.
+    family : str
+        A key of :data:`fisher_core.models.MODEL_FAMILIES`.
+    config : dict, optional
+        Config fields beyond those taken from the data (:func:`data_config`).
+    epochs, batch_size, lr, seed, n_samples, callback, cancel, max_seconds,
+    early_stopping_patience
+        Passed to :func:`fisher_core.training.train`.
+    val_fraction : float, default=0.1
+        Held-out fraction, in [0, 0.5].
+    workspace, name : optional
+        Save the model as ``models/name`` when both are given.
+    log : RunLog, optional
+        Receives every event (pass one to read curves live from another thread).
+    monitor_every : int or None, default=None
+        For an energy-based GAN (a family with ``normalized = False``): evaluate the Fisher
+        distance between real (training and held-out) and generated sets every this many
+        steps (:class:`fisher_core.metrics.FisherMonitor`); ``None`` picks about 12 evaluations
+        per run. The history is saved as ``monitor.json``, and the weights with the best
+        held-out value as a second model ``<name>-best``.
+    dataset_key : str
+        Recorded with the saved model, so pages can list the models of a dataset.
+
+    Returns
+    -------
+    ModelRun
+    """
+    if not 0.0 <= val_fraction <= 0.5:
+        raise ValueError(f"val_fraction must be in [0, 0.5]; got {val_fraction!r}.")
+    cfg = {**data_config(family, ds), **(config or {})}
+    log = log if log is not None else RunLog()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = build_model(family, **cfg)
+    val = None
+    train_ds = ds
+    if val_fraction > 0 and len(ds) >= 20:
+        train_ds, val_ds = ds.split(test_size=val_fraction, seed=seed)
+        val = val_ds.images
+    monitor = _monitor(model, train_ds, val, epochs, batch_size, monitor_every, seed)
+    if monitor is not None:
+        log.monitor = monitor.history  # the same list: readers see evaluations as they land
+
+    def report(event: ProgressEvent) -> None:
+        if monitor is not None:
+            monitor(event)
+        log(event)
+        if callback is not None:
+            callback(event)
+    with tempfile.TemporaryDirectory(prefix="fisherlab-ckpt-") as ckpt:
+        result = train(model, train_ds.images, val_images=val, epochs=epochs,
+                       batch_size=batch_size, lr=lr, seed=seed, callback=report,
+                       n_samples=n_samples, early_stopping_patience=early_stopping_patience,
+                       restore_best=val is not None, checkpoint_dir=ckpt, cancel=cancel,
+                       max_seconds=max_seconds)
+    metrics = _metrics(model, result, len(train_ds))
+    if workspace is not None and name and result.stopped_reason != "nan":
+        meta = {"dataset": dataset_key or ds.name, "family": family, "metrics": metrics}
+        with workspace.writer("models", name, meta) as folder:
+            save_model(model, folder, metrics=metrics)
+            atomic_write_json(folder / HISTORY_FILE, result.history)
+            if log.samples is not None:
+                np.save(folder / SAMPLES_FILE, np.asarray(log.samples, dtype=np.float32))
+            if monitor is not None:
+                atomic_write_json(folder / MONITOR_FILE, {"history": monitor.history,
+                                                          "best": monitor.best})
+        if monitor is not None and monitor.best_state is not None:
+            _save_best(workspace, name, model, monitor, meta)
+    return ModelRun(model, result, name, metrics)
+
+
+def _monitor(model: nn.Module, train_ds: ImageDataset, val: np.ndarray | None, epochs: int,
+             batch_size: int | None, every: int | None, seed: int):
+    """A FisherMonitor for GANs read as energy models; None for likelihood models."""
+    if getattr(type(model), "normalized", True) or val is None or len(val) < 2:
+        return None
+    from ..metrics.monitor import FisherMonitor
+
+    bs = batch_size or getattr(type(model), "training_defaults", {}).get("batch_size", 64)
+    total = epochs * -(-len(train_ds) // bs)
+    every = every or max(1, total // 12)
+    return FisherMonitor(model, train_ds.images, val, every=every, n=64, seed=seed)
+
+
+def _save_best(workspace: Workspace, name: str, model: nn.Module, monitor, meta: dict) -> None:
+    """Save the weights with the best held-out Fisher distance as ``models/<name>-best``."""
+    best = build_model(type(model).family, **dataclasses.asdict(model.config))
+    best.load_state_dict(monitor.best_state)
+    metrics = {**meta["metrics"], "monitor_step": monitor.best["step"],
+               "heldout_fd": monitor.best["heldout_fd"]}
+    with workspace.writer("models", name + BEST_SUFFIX, {**meta, "metrics": metrics}) as folder:
+        save_model(best, folder, metrics=metrics)
+        atomic_write_json(folder / MONITOR_FILE, {"history": monitor.history,
+                                                  "best": monitor.best})
+
+
+def list_models(workspace: Workspace, dataset_key: str | None = None) -> list[Entry]:
+    """Saved models, newest first; only those trained on ``dataset_key`` when given."""
+    out = workspace.list("models")
+    if dataset_key is not None:
+        out = [e for e in out if e.meta.get("dataset") == dataset_key]
+    return out
+
+
+def load_saved_model(workspace: Workspace, name: str) -> tuple[nn.Module, dict[str, Any]]:
+    """Load ``models/name``: the model (eval mode, CPU) and its training history.
+
+    Raises
+    ------
+    EntryError
+        The entry is missing or its files are unreadable.
+    """
+    entry = workspace.entry("models", name)
+    try:
+        model = load_model(entry.path)
+    except (ValueError, OSError) as exc:
+        raise EntryError(f"models/{name} could not be loaded: {exc}") from exc
+    try:
+        history = read_json(entry.path / HISTORY_FILE)
+    except (OSError, ValueError):
+        history = {}
+    model.eval()
+    return model, history
+
+
+def saved_monitor(workspace: Workspace, name: str) -> dict[str, Any] | None:
+    """The Fisher-distance training monitor of ``models/name`` (GANs), or None."""
+    path = workspace.entry("models", name).path / MONITOR_FILE
+    try:
+        return read_json(path) if path.exists() else None
+    except (OSError, ValueError):
+        return None
+
+
+def saved_samples(workspace: Workspace, name: str) -> np.ndarray | None:
+    """The samples drawn at the last epoch of ``models/name``'s training, or None."""
+    path = workspace.entry("models", name).path / SAMPLES_FILE
+    if not path.exists():
+        return None
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None

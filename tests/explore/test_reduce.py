@@ -1,0 +1,40 @@
+"""PCA/UMAP views and Fisher-kernel neighbours."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fisher_core.explore import kernel_neighbors, pca_embed, umap_embed
+
+
+def test_pca_matches_sklearn():
+    from sklearn.decomposition import PCA
+
+    x = np.random.default_rng(0).normal(size=(100, 6)).astype(np.float32)
+    ours = pca_embed(x, 2)
+    ref = PCA(2).fit_transform(x)
+    np.testing.assert_allclose(np.abs(ours), np.abs(ref), atol=1e-4)
+
+
+def test_umap_separates_clusters_and_is_seeded():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 1, (150, 20)), rng.normal(8, 1, (150, 20))])
+    y = np.repeat([0, 1], 150)
+    xy = umap_embed(x.astype(np.float32), n_epochs=50)
+    assert xy.shape == (300, 2)
+    # each point's nearest neighbour in the 2-D view is from its own cluster
+    d = ((xy[:, None] - xy[None]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    assert (y[d.argmin(1)] == y).mean() > 0.98
+    np.testing.assert_array_equal(xy, umap_embed(x.astype(np.float32), n_epochs=50))
+
+
+def test_kernel_neighbors_against_loop():
+    x = np.random.default_rng(1).normal(size=(40, 5)).astype(np.float32)
+    idx, sims = kernel_neighbors(x, 7, k=5)
+    ref = sorted(((float(x[7] @ x[j]), j) for j in range(40) if j != 7), reverse=True)[:5]
+    assert idx.tolist() == [j for _, j in ref]
+    np.testing.assert_allclose(sims, [s for s, _ in ref], rtol=1e-5)
+    with pytest.raises(IndexError, match="index must be in \\[0, 40\\)"):
+        kernel_neighbors(x, 40)

@@ -1,0 +1,266 @@
+"""The differentiable Fisher-vector layer (vs the NumPy-facing encoder, scikit-learn and
+autograd's gradcheck) and the FV-VAE built on it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.mixture import GaussianMixture as SkGMM
+from torch.func import functional_call
+
+from fisher_core.embeddings import fvvae_embedding
+from fisher_core.fisher import FisherVectorLayer, fisher_vector, signed_power
+from fisher_core.models import (
+    FVVAE,
+    MODEL_FAMILIES,
+    ConfigError,
+    FVVAEConfig,
+    load_model,
+    save_model,
+)
+from fisher_core.training import train
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: extra intra-op threads only add synchronisation on a 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _layer(k: int = 3, d: int = 2, seed: int = 0, **kw) -> FisherVectorLayer:
+    torch.manual_seed(seed)
+    layer = FisherVectorLayer(k, d, **kw).double()
+    with torch.no_grad():  # unequal weights and variances
+        layer.logits.copy_(torch.randn(k, dtype=torch.float64))
+        layer.log_std.copy_(0.3 * torch.randn(k, d, dtype=torch.float64))
+    return layer
+
+
+# ---- FisherVectorLayer ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("normalization", ["analytic", "none"])
+@pytest.mark.parametrize("power,l2", [(None, False), (0.5, True), (0.3, False)])
+def test_layer_equals_fisher_vector(normalization, power, l2):
+    layer = _layer(4, 3, normalization=normalization, power=power, l2=l2)
+    x = torch.randn(5, 7, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    ours = layer(x).detach().numpy()
+    ref = fisher_vector(x.numpy(), layer.to_gmm(), normalization=normalization, power=power,
+                        l2=l2, dtype="float64")
+    np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(layer(x[2]).detach().numpy(), ref[2], rtol=1e-10, atol=1e-12)
+
+
+def test_layer_from_a_sklearn_gmm_matches_its_density_and_fisher_vector():
+    data = np.random.default_rng(0).normal(size=(200, 2)) * [1.0, 3.0]
+    sk = SkGMM(3, covariance_type="diag", random_state=0).fit(data)
+    layer = FisherVectorLayer(3, 2).double().load_gmm(sk)
+    x = torch.from_numpy(data[:12])
+    np.testing.assert_allclose(layer.log_likelihood(x).detach().numpy(),
+                               sk.score_samples(data[:12]), rtol=1e-10)
+    np.testing.assert_allclose(layer(x).detach().numpy(),
+                               fisher_vector(data[:12], sk, dtype="float64"), rtol=1e-9,
+                               atol=1e-12)
+    with pytest.raises(ValueError, match="the layer needs K=4, D=2"):
+        FisherVectorLayer(4, 2).load_gmm(sk)
+
+
+def test_unnormalised_layer_is_the_gradient_of_the_mean_log_likelihood():
+    """normalization="none" equals autograd's gradient w.r.t. (logits, μ, σ)."""
+    layer = _layer(3, 2, normalization="none", power=None, l2=False)
+    x = torch.randn(6, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    std = layer.log_std.detach().exp().requires_grad_(True)
+    mean_ll = _gmm_loglik(x, layer.logits, layer.means, std).mean()
+    g = torch.autograd.grad(mean_ll, [layer.logits, layer.means, std])
+    ref = torch.cat([t.flatten() for t in g])
+    torch.testing.assert_close(layer(x), ref)
+
+
+def _gmm_loglik(x, logits, means, std):
+    """Independent log-density of a diagonal GMM via torch.distributions."""
+    comp = torch.distributions.Independent(torch.distributions.Normal(means, std), 1)
+    mix = torch.distributions.Categorical(logits=logits)
+    return torch.distributions.MixtureSameFamily(mix, comp).log_prob(x)
+
+
+class _LogLikelihood(torch.nn.Module):
+    def __init__(self, layer: FisherVectorLayer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer.log_likelihood(x)
+
+
+def test_layer_gradcheck_inputs_and_gmm_parameters():
+    layer = _layer(2, 2, power=0.5, l2=True)
+    x = torch.randn(2, 3, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64,
+                    requires_grad=True)
+    names = ["logits", "means", "log_std"]
+    inputs = (x, *(getattr(layer, n).detach().clone().requires_grad_(True) for n in names))
+
+    def encode(x, *tensors):
+        return functional_call(layer, dict(zip(names, tensors, strict=True)), (x,))
+
+    def log_lik(x, *tensors):
+        params = {f"layer.{n}": t for n, t in zip(names, tensors, strict=True)}
+        return functional_call(_LogLikelihood(layer), params, (x,))
+
+    assert torch.autograd.gradcheck(encode, inputs, eps=1e-6, atol=1e-6)
+    assert torch.autograd.gradcheck(log_lik, inputs, eps=1e-6, atol=1e-6)
+
+
+def test_signed_power_has_finite_gradients_at_zero_and_validates():
+    z = torch.tensor([0.0, 1e-12, 0.25, -4.0], dtype=torch.float64, requires_grad=True)
+    out = signed_power(z, 0.5, eps=1e-6)
+    torch.testing.assert_close(out.detach(), torch.tensor([0.0, 1e-6, 0.5, -2.0],
+                                                          dtype=torch.float64))
+    (g,) = torch.autograd.grad(out.sum(), z)
+    torch.testing.assert_close(g, torch.tensor([500.0, 500.0, 1.0, 0.25], dtype=torch.float64))
+    with pytest.raises(ValueError, match="normalization must be one of"):
+        FisherVectorLayer(2, 2, normalization="empirical")
+    with pytest.raises(ValueError, match=r"descriptors must have shape \(\.\.\., n, 2\)"):
+        FisherVectorLayer(2, 2)(torch.zeros(4, 3))
+    with pytest.raises(ValueError, match=r"shape \(\.\.\., n, 1\) for dims="):
+        FisherVectorLayer(2, 3).log_likelihood(torch.zeros(4, 2), dims=slice(2, 3))
+
+
+# ---- FV-VAE -----------------------------------------------------------------------------------
+
+
+def _fvvae(seed: int = 0, **kw) -> FVVAE:
+    torch.manual_seed(seed)
+    cfg = dict(height=8, width=8, latent_dim=2, hidden=6, n_components=3) | kw
+    return FVVAE(FVVAEConfig(**cfg))
+
+
+def _grid_positions() -> torch.Tensor:
+    """Normalised (row, column) of a 4×4 grid, raster order: (16, 2)."""
+    c = torch.tensor([-1.0, -1 / 3, 1 / 3, 1.0])
+    return torch.stack([c.repeat_interleave(4), c.repeat(4)], dim=1)
+
+
+@pytest.mark.parametrize("spatial", [True, False])
+def test_embed_is_the_fisher_vector_of_the_encoder_descriptors(spatial):
+    model = _fvvae(spatial=spatial).eval()
+    x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    desc = model.descriptors(x)
+    mu, _ = model.encode(x)
+    assert mu.shape == (5, 16, 2)  # a 4×4 grid of 2-d local latents
+    if spatial:  # (μ_t, row_t, column_t)
+        torch.testing.assert_close(desc, torch.cat([mu, _grid_positions().expand(5, 16, 2)], 2))
+    else:
+        torch.testing.assert_close(desc, mu)
+    torch.testing.assert_close(model.embed(x), model.fv(desc))
+    ref = fisher_vector(desc.detach().numpy(), model.fv.to_gmm(), dtype="float64")
+    np.testing.assert_allclose(model.embed(x).detach().numpy(), ref, rtol=1e-4, atol=1e-6)
+    emb = fvvae_embedding(model, x.numpy(), batch_size=2, dataset_key="digits")
+    d = 4 if spatial else 2
+    assert (emb.kind, emb.dim, emb.dataset) == ("fv_vae", 3 * (1 + 2 * d), "digits")
+    np.testing.assert_allclose(emb.vectors, model.embed(x).detach().numpy(), rtol=1e-6)
+    torch.testing.assert_close(model.latent_means(x), mu.flatten(1))
+
+
+def _independent_prior(model: FVVAE, z: torch.Tensor) -> torch.Tensor:
+    """Σ_t log p(z_t | p_t) = Σ_t [log p(z_t, p_t) − log p(p_t)] via torch.distributions."""
+    fv = model.fv
+    std = fv.log_std.exp()
+    if not model.config.spatial:
+        return _gmm_loglik(z, fv.logits, fv.means, std).sum(-1)
+    pos = _grid_positions().expand(*z.shape[:-1], 2)
+    joint = _gmm_loglik(torch.cat([z, pos], -1), fv.logits, fv.means, std)
+    marginal = _gmm_loglik(pos, fv.logits, fv.means[:, 2:], std[:, 2:])
+    return (joint - marginal).sum(-1)
+
+
+@pytest.mark.parametrize("spatial", [True, False])
+def test_elbo_terms_match_an_independent_computation(spatial):
+    model = _fvvae(likelihood="gaussian", sigma=0.2, spatial=spatial).eval()
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    terms = model.elbo_terms(x, generator=torch.Generator().manual_seed(5))
+    mu, logvar = model.encode(x)
+    eps = torch.randn((1, *mu.shape), generator=torch.Generator().manual_seed(5))[0]
+    z = mu + (0.5 * logvar).exp() * eps
+    q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+    recon = torch.distributions.Normal(model.decode(z), 0.2).log_prob(x).sum(dim=(1, 2, 3))
+    prior = _independent_prior(model, z)
+    torch.testing.assert_close(terms["recon"], recon, rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(terms["prior"], prior, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(terms["entropy"], q.entropy().sum(dim=(1, 2)))
+    lp = model.log_prob(x, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(lp, recon + prior + q.entropy().sum(dim=(1, 2)), rtol=1e-5,
+                               atol=1e-3)
+
+
+def test_spatial_prior_is_a_normalised_density_at_each_location():
+    """∫ p(z | p_t) dz = 1: a Monte-Carlo check with a wide Gaussian proposal, in 1-d."""
+    model = _fvvae(latent_dim=1, seed=3)
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(20000, 1, generator=gen, dtype=torch.float64) * 4.0
+    proposal = torch.distributions.Normal(0.0, 4.0).log_prob(z[:, 0])
+    model.double()
+    lp = model.prior_log_prob(z[:, None, :].expand(-1, 16, 1))  # (20000, 16)
+    mass = (lp - proposal[:, None]).exp().mean(0)
+    torch.testing.assert_close(mass, torch.ones(16, dtype=torch.float64), atol=0.03, rtol=0)
+
+
+def test_bernoulli_likelihood_is_the_binarised_cross_entropy():
+    model = _fvvae(likelihood="bernoulli").eval()
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(4))
+    z = torch.randn(3, 16, 2, generator=torch.Generator().manual_seed(5))
+    p = model.decode(z)  # E[x|z] = sigmoid(logits)
+    ref = torch.distributions.Bernoulli(probs=p).log_prob(x.round()).sum(dim=(1, 2, 3))
+    torch.testing.assert_close(model.log_px_given_z(x, z), ref, rtol=1e-5, atol=1e-4)
+
+
+def test_trains_end_to_end_with_the_shared_loop():
+    x = torch.rand(48, 1, 8, 8, generator=torch.Generator().manual_seed(2)) ** 2
+    model = _fvvae(seed=1)
+    gmm_before = model.fv.means.detach().clone()
+    res = train(model, x, epochs=6, batch_size=16, lr=1e-2, seed=0)
+    ep = res.history["epoch_train_loss"]
+    assert ep[-1] < ep[0] - 5.0  # nats per image
+    steps = res.history["step_metrics"]
+    for k in ("recon", "prior", "entropy"):
+        assert len(steps[k]) == res.steps
+    assert not torch.equal(model.fv.means, gmm_before)  # the prior is learned too
+
+
+def test_sample_draws_latents_from_the_prior_given_the_location():
+    model = _fvvae(seed=2)
+    a = model.sample(4, generator=3)
+    assert torch.equal(a, model.sample(4, generator=torch.Generator().manual_seed(3)))
+    fv = model.fv
+    pos_pdf = torch.distributions.Normal(fv.means[:, 2:], fv.log_std[:, 2:].exp())
+    log_pi = fv.logits.log_softmax(0) + pos_pdf.log_prob(_grid_positions()[:, None]).sum(-1)
+    gen = torch.Generator().manual_seed(3)
+    k = torch.multinomial(log_pi.softmax(-1).repeat(4, 1), 1, generator=gen).squeeze(1)
+    eps = torch.randn(4 * 16, 2, generator=gen)
+    z = (fv.means[k, :2] + fv.log_std[k, :2].exp() * eps).view(4, 16, 2)
+    torch.testing.assert_close(a, model.decode(z).detach())
+    assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
+
+
+def test_save_load_round_trip_and_config(tmp_path):
+    assert MODEL_FAMILIES["fvvae"] == (FVVAE, FVVAEConfig)
+    model = _fvvae(fv_power=None).eval()
+    save_model(model, tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    x = torch.rand(3, 1, 8, 8)
+    assert loaded.config == model.config
+    assert torch.equal(loaded.embed(x), model.embed(x))
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(loaded.log_prob(x, generator=g),
+                       model.log_prob(x, generator=torch.Generator().manual_seed(0)))
+    assert FVVAEConfig(height=32, width=32).n_down == 3
+    with pytest.raises(ConfigError, match="FVVAEConfig.likelihood must be one of"):
+        FVVAEConfig(likelihood="logistic")
+    with pytest.raises(ConfigError, match="FVVAEConfig.fv_power must be None or > 0"):
+        FVVAEConfig(fv_power=0)
+    assert math.isfinite(float(model.log_prob(x).detach().mean()))
