@@ -136,7 +136,7 @@ def attribute_edit_scores(
     Protocol:
 
     1. Direction: δ = mean(z | attribute) − mean(z | no attribute) over all N rows, from the
-       ground-truth ``attributes[:, attribute]`` (:func:`fisher_core.explore.edit.attribute_direction`).
+       ground-truth ``attributes[:, attribute]`` (:func:`fisher_core.attribute_direction`).
     2. Sources: up to ``n_sources`` rows *without* the attribute (ground truth), drawn without
        replacement with ``seed``; edited as z + s·δ ("add", target: present). With
        ``remove=True`` also up to ``n_sources`` rows *with* it, edited as z − s·δ ("remove",

@@ -4,15 +4,10 @@ PixelCNN, VAE, EBM-GAN, FV-VAE, their layers and safetensors files. How they are
 
 ``MODEL_FAMILIES`` maps a family name to its (model class, config dataclass); a new family
 (e.g. an energy-based GAN) is added by subclassing :class:`GenerativeModel`, overriding the
-training hooks it needs, and registering it here.
+training hooks it needs, and registering it in :mod:`fisher_core.models.registry`.
 """
 
 from __future__ import annotations
-
-import dataclasses
-from typing import Any
-
-from torch import nn
 
 from .base import (
     ConfigError,
@@ -28,6 +23,7 @@ from .fvvae import FVVAE, FVVAEConfig
 from .io import ModelFileError, load_model, save_model
 from .netio import load_net, save_net
 from .pixelcnn import PixelCNN, PixelCNNConfig
+from .registry import MODEL_FAMILIES, build_model
 from .vae import VAE, VAEConfig, gaussian_kl
 
 __all__ = [
@@ -55,45 +51,3 @@ __all__ = [
     "save_model",
     "save_net",
 ]
-
-MODEL_FAMILIES: dict[str, tuple[type[nn.Module], type]] = {
-    "pixelcnn": (PixelCNN, PixelCNNConfig),
-    "vae": (VAE, VAEConfig),
-    "ebgan": (EBGAN, EBGANConfig),
-    "fvvae": (FVVAE, FVVAEConfig),
-}
-
-
-def build_model(family: str, **config: Any) -> nn.Module:
-    """Build a model of a registered family from keyword configuration values.
-
-    Parameters
-    ----------
-    family : str
-        A key of ``MODEL_FAMILIES`` (``"pixelcnn"``, ``"vae"``, ``"ebgan"``, ``"fvvae"``).
-    **config
-        Fields of the family's config dataclass; missing fields take their defaults.
-
-    Returns
-    -------
-    nn.Module
-        A freshly initialised model (uses torch's global RNG for the initial weights).
-
-    Raises
-    ------
-    ConfigError
-        Unknown family, unknown config keys, or invalid values.
-    """
-    if family not in MODEL_FAMILIES:
-        raise ConfigError(
-            f"family must be one of {sorted(MODEL_FAMILIES)}; got {family!r}."
-        )
-    model_cls, config_cls = MODEL_FAMILIES[family]
-    known = {f.name for f in dataclasses.fields(config_cls)}
-    unknown = sorted(set(config) - known)
-    if unknown:
-        raise ConfigError(
-            f"unknown {config_cls.__name__} key(s) {unknown} for family {family!r}; "
-            f"valid keys are {sorted(known)}."
-        )
-    return model_cls(config_cls(**config))

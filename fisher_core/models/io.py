@@ -18,6 +18,8 @@ from torch import nn
 
 from ..utils.io import atomic_write_bytes, atomic_write_json
 from ..utils.versions import versions
+from .base import ConfigError
+from .registry import MODEL_FAMILIES, build_model
 
 __all__ = ["ModelFileError", "save_model", "load_model"]
 
@@ -72,8 +74,6 @@ def save_model(
         If the model has no registered ``family`` or its ``config`` is not a dataclass.
     """
     from safetensors.torch import save
-
-    from . import MODEL_FAMILIES
 
     family = getattr(type(model), "family", None)
     if family not in MODEL_FAMILIES:
@@ -148,9 +148,6 @@ def load_model(directory: str | Path, *, device: str | torch.device = "cpu") -> 
         or shapes do not match the model the config describes.
     """
     from safetensors.torch import load
-
-    from . import MODEL_FAMILIES, build_model
-    from .base import ConfigError
 
     meta = read_model_meta(directory)
     family = meta["family"]

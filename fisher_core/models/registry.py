@@ -1,0 +1,58 @@
+"""The registry of model families: a family name → (model class, config dataclass)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from torch import nn
+
+from .base import ConfigError
+from .ebgan import EBGAN, EBGANConfig
+from .fvvae import FVVAE, FVVAEConfig
+from .pixelcnn import PixelCNN, PixelCNNConfig
+from .vae import VAE, VAEConfig
+
+__all__ = ["MODEL_FAMILIES", "build_model"]
+
+MODEL_FAMILIES: dict[str, tuple[type[nn.Module], type]] = {
+    "pixelcnn": (PixelCNN, PixelCNNConfig),
+    "vae": (VAE, VAEConfig),
+    "ebgan": (EBGAN, EBGANConfig),
+    "fvvae": (FVVAE, FVVAEConfig),
+}
+
+
+def build_model(family: str, **config: Any) -> nn.Module:
+    """Build a model of a registered family from keyword configuration values.
+
+    Parameters
+    ----------
+    family : str
+        A key of ``MODEL_FAMILIES`` (``"pixelcnn"``, ``"vae"``, ``"ebgan"``, ``"fvvae"``).
+    **config
+        Fields of the family's config dataclass; missing fields take their defaults.
+
+    Returns
+    -------
+    nn.Module
+        A freshly initialised model (uses torch's global RNG for the initial weights).
+
+    Raises
+    ------
+    ConfigError
+        Unknown family, unknown config keys, or invalid values.
+    """
+    if family not in MODEL_FAMILIES:
+        raise ConfigError(
+            f"family must be one of {sorted(MODEL_FAMILIES)}; got {family!r}."
+        )
+    model_cls, config_cls = MODEL_FAMILIES[family]
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown {config_cls.__name__} key(s) {unknown} for family {family!r}; "
+            f"valid keys are {sorted(known)}."
+        )
+    return model_cls(config_cls(**config))
