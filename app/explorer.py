@@ -11,7 +11,13 @@ from app.state import jobs, results_cache
 from app.widgets import image_grid
 from fisher_core.data import ImageDataset
 from fisher_core.embeddings import Embedding
-from fisher_core.explore import kernel_neighbors, pca_embed, umap_embed, umap_is_warm
+from fisher_core.explore import (
+    DegenerateEmbeddingError,
+    kernel_neighbors,
+    pca_embed,
+    umap_embed,
+    umap_is_warm,
+)
 
 
 def _umap_job(job, vectors: np.ndarray, n_components: int, key: str, cache) -> np.ndarray:
@@ -79,6 +85,11 @@ def explore(emb: Embedding, ds: ImageDataset, key: str) -> None:
             st.rerun()
         return
     if xy is None:
+        try:  # the preview is cached, and it finds embeddings no layout can show
+            _pca_preview(emb, ukey, dims)
+        except DegenerateEmbeddingError as exc:
+            st.error(f"No map of this embedding: {exc}")
+            return
         jobs().submit(ukey, _umap_job, emb.vectors, dims, ukey, results_cache())
         _waiting(emb, ds, colour_by, ukey, dims)
         return

@@ -14,10 +14,18 @@ from .decode import (
     train_decoder,
 )
 from .edit import apply_direction, attribute_direction, interpolate
-from .reduce import kernel_neighbors, pca_embed, umap_embed, umap_is_warm, warmup_umap
+from .reduce import (
+    DegenerateEmbeddingError,
+    kernel_neighbors,
+    pca_embed,
+    umap_embed,
+    umap_is_warm,
+    warmup_umap,
+)
 
 __all__ = [
     "Decoder",
+    "DegenerateEmbeddingError",
     "DecoderConfig",
     "DecoderResult",
     "apply_direction",

@@ -13,10 +13,48 @@ import threading
 
 import numpy as np
 
-__all__ = ["kernel_neighbors", "pca_embed", "umap_embed", "umap_is_warm", "warmup_umap"]
+__all__ = [
+    "DegenerateEmbeddingError",
+    "kernel_neighbors",
+    "pca_embed",
+    "umap_embed",
+    "umap_is_warm",
+    "warmup_umap",
+]
 
 _WARM = threading.Event()
 _WARM_LOCK = threading.Lock()
+
+
+class DegenerateEmbeddingError(ValueError):
+    """An embedding that no layout can show: non-finite values, or every row the same."""
+
+
+def _layout_input(vectors: np.ndarray, min_rows: int, method: str) -> np.ndarray:
+    """(N, k) float32 rows that a layout can place, or a :class:`DegenerateEmbeddingError`.
+
+    Identical rows have no neighbourhood structure: UMAP's per-point bandwidth search then
+    divides by zero distances and returns NaN coordinates for every point, silently.
+    """
+    x = np.asarray(vectors, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] < min_rows:
+        raise ValueError(f"vectors must be (N, k) with N ≥ {min_rows} for {method}; got shape "
+                         f"{x.shape}.")
+    bad = np.flatnonzero(~np.isfinite(x).all(1))
+    if bad.size:
+        shown = ", ".join(str(i) for i in bad[:5]) + (f" and {bad.size - 5} more"
+                                                      if bad.size > 5 else "")
+        raise DegenerateEmbeddingError(
+            f"{bad.size} of {x.shape[0]} vectors hold NaN or infinite values (rows {shown}); "
+            "recompute the embedding (a diverged model gives such scores) or drop those rows."
+        )
+    if (x == x[0]).all():
+        raise DegenerateEmbeddingError(
+            f"all {x.shape[0]} vectors are identical, so {method} has nothing to lay out; the "
+            "images may all be the same (constant images give identical Fisher scores) or the "
+            "model may ignore its input. Use another embedding or dataset."
+        )
+    return x
 
 
 def pca_embed(vectors: np.ndarray, n_components: int = 2, *, random_state: int = 0
@@ -26,12 +64,15 @@ def pca_embed(vectors: np.ndarray, n_components: int = 2, *, random_state: int =
     Returns
     -------
     ndarray of shape (N, min(n_components, N, k)), float32
+
+    Raises
+    ------
+    DegenerateEmbeddingError
+        Non-finite vectors, or all vectors identical.
     """
     from sklearn.decomposition import PCA
 
-    x = np.asarray(vectors, dtype=np.float32)
-    if x.ndim != 2 or x.shape[0] < 2:
-        raise ValueError(f"vectors must be (N, k) with N ≥ 2; got shape {x.shape}.")
+    x = _layout_input(vectors, 2, "PCA")
     n = min(n_components, x.shape[0], x.shape[1])
     solver = "randomized" if min(x.shape) > 5 * n else "full"
     return PCA(n, svd_solver=solver, random_state=random_state).fit_transform(x).astype(
@@ -67,16 +108,18 @@ def umap_embed(
     Returns
     -------
     ndarray of shape (N, n_components), float32
+
+    Raises
+    ------
+    DegenerateEmbeddingError
+        Non-finite vectors, or all vectors identical (no layout exists; UMAP itself would
+        return NaN coordinates).
     """
     import umap
     from sklearn.neighbors import NearestNeighbors
 
-    x = np.asarray(vectors, dtype=np.float32)
-    if x.ndim != 2:
-        raise ValueError(f"vectors must be 2-D (N, k); got shape {x.shape}.")
+    x = _layout_input(vectors, 4, "UMAP")
     n = x.shape[0]
-    if n < 4:
-        raise ValueError(f"UMAP needs at least 4 points; got {n}.")
     if pca_dims is not None and x.shape[1] > pca_dims and n > pca_dims:
         x = pca_embed(x, pca_dims, random_state=random_state)
     k = min(n_neighbors, n - 1)
@@ -92,9 +135,14 @@ def umap_embed(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*n_jobs.*")
         warnings.filterwarnings("ignore", message=".*precomputed_knn.*")
-        out = reducer.fit_transform(x)
+        out = np.asarray(reducer.fit_transform(x), dtype=np.float32)
     _WARM.set()
-    return np.asarray(out, dtype=np.float32)
+    if not np.isfinite(out).all():  # never hand NaN coordinates on silently
+        raise DegenerateEmbeddingError(
+            f"UMAP gave non-finite coordinates for {int((~np.isfinite(out).all(1)).sum())} of "
+            f"{n} points (near-duplicate vectors); try pca_embed or fewer neighbours."
+        )
+    return out
 
 
 def warmup_umap() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fisher_core.explore import kernel_neighbors, pca_embed, umap_embed
+from fisher_core.explore import DegenerateEmbeddingError, kernel_neighbors, pca_embed, umap_embed
 
 
 def test_pca_matches_sklearn():
@@ -38,3 +38,27 @@ def test_kernel_neighbors_against_loop():
     np.testing.assert_allclose(sims, [s for s, _ in ref], rtol=1e-5)
     with pytest.raises(IndexError, match="index must be in \\[0, 40\\)"):
         kernel_neighbors(x, 40)
+
+
+def test_identical_rows_are_refused_not_laid_out_as_nan():
+    """Issue 14, defect 8: UMAP returned NaN coordinates, silently, for identical rows
+    (the Fisher scores of constant images)."""
+    same = np.ones((40, 10), np.float32)
+    for layout in (umap_embed, pca_embed):
+        with pytest.raises(DegenerateEmbeddingError, match="all 40 vectors are identical"):
+            layout(same)
+    bad = np.random.default_rng(0).normal(size=(40, 10)).astype(np.float32)
+    bad[[3, 9]] = np.nan
+    with pytest.raises(DegenerateEmbeddingError, match=r"2 of 40 vectors hold NaN.*\(rows 3, 9\)"):
+        umap_embed(bad)
+
+
+def test_duplicate_groups_and_constant_columns_still_get_finite_layouts():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(rng.normal(size=(4, 10)), 10, axis=0).astype(np.float32)  # 4 points
+    tiny = (1e-20 * rng.normal(size=(40, 10))).astype(np.float32)  # tiny but not identical
+    cols = np.c_[rng.normal(size=(40, 5)), np.zeros((40, 5))].astype(np.float32)
+    for x in (groups, tiny, cols):
+        xy = umap_embed(x, n_epochs=30)
+        assert np.isfinite(xy).all()
+        assert np.isfinite(pca_embed(x)).all()
