@@ -8,6 +8,7 @@ import streamlit as st
 
 from app.jobs_ui import status
 from app.state import jobs, session_job, workspace
+from app.widgets import md
 from fisher_core.data import ImageDataset
 from fisher_core.embeddings import (
     POOLS,
@@ -70,7 +71,7 @@ def pick_saved(ds_key: str, key: str) -> tuple[Embedding, str] | None:
     try:
         return workspace().load_embedding(name), embedding_key(name)
     except EntryError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
         return None
 
 

@@ -8,7 +8,7 @@ import plotly.express as px
 import streamlit as st
 
 from app.state import jobs, results_cache
-from app.widgets import image_grid
+from app.widgets import image_grid, md
 from fisher_core.data import ImageDataset
 from fisher_core.embeddings import Embedding
 from fisher_core.explore import (
@@ -79,7 +79,7 @@ def explore(emb: Embedding, ds: ImageDataset, key: str) -> None:
     xy = results_cache().get(ukey)
     job = jobs().get(ukey)
     if xy is None and job is not None and job.snapshot().status in ("failed", "cancelled"):
-        st.error(f"UMAP did not finish: {job.snapshot().error or 'cancelled'}")
+        st.error(f"UMAP did not finish: {md(job.snapshot().error or 'cancelled')}")
         if st.button("Try again", key=f"umap_retry_{key}"):
             jobs().forget(ukey)
             st.rerun()
@@ -88,7 +88,7 @@ def explore(emb: Embedding, ds: ImageDataset, key: str) -> None:
         try:  # the preview is cached, and it finds embeddings no layout can show
             _pca_preview(emb, ukey, dims)
         except DegenerateEmbeddingError as exc:
-            st.error(f"No map of this embedding: {exc}")
+            st.error(f"No map of this embedding: {md(exc)}")
             return
         jobs().submit(ukey, _umap_job, emb.vectors, dims, ukey, results_cache())
         _waiting(emb, ds, colour_by, ukey, dims)
@@ -104,7 +104,7 @@ def _waiting(emb: Embedding, ds: ImageDataset, colour_by: str, ukey: str, dims: 
     if results_cache().get(ukey) is not None:
         st.rerun(scope="app")
     if snap is not None and snap.status == "failed":
-        st.error(f"UMAP failed: {snap.error}")
+        st.error(f"UMAP failed: {md(snap.error)}")
         return
     msg = snap.message if snap else "starting UMAP"
     st.progress(snap.fraction if snap else 0.0,
@@ -141,7 +141,7 @@ def _plot_and_select(xy: np.ndarray, emb: Embedding, ds: ImageDataset, colour_by
         if chosen:
             st.markdown(f"**{len(chosen)} selected** (first 40 shown)")
             _grid(ds, chosen[:40])
-            st.caption(selection_summary(ds, chosen))
+            st.caption(md(selection_summary(ds, chosen)))
         else:
             st.caption("Select points with the lasso or box tool to see their images here.")
         st.markdown("**Nearest neighbours under the Fisher kernel**")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.state import jobs
+from app.widgets import md
 from fisher_core.workspace import JobSnapshot
 
 
@@ -32,7 +33,7 @@ def status(name: str) -> JobSnapshot | None:
     if not snap.finished:
         watch(name)
     elif snap.status == "failed":
-        st.error(f"{name} failed: {snap.error}")
+        st.error(f"{name} failed: {md(snap.error)}")
     elif snap.status == "cancelled":
         st.warning(f"{name} was cancelled.")
     return snap

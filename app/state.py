@@ -10,6 +10,7 @@ from typing import Any
 
 import streamlit as st
 
+from app.widgets import md
 from fisher_core.data import ImageDataset, load_builtin
 from fisher_core.explore import warmup_umap
 from fisher_core.workspace import Job, JobRegistry, Workspace, default_root
@@ -62,7 +63,7 @@ def sidebar_status() -> None:
     """A one-line reminder of the current dataset in the sidebar."""
     ds, _ = current_dataset()
     c, h, w = ds.shape
-    st.sidebar.caption(f"Dataset: **{ds.name}** · {len(ds)} images · {c}×{h}×{w}")
+    st.sidebar.caption(f"Dataset: **{md(ds.name)}** · {len(ds)} images · {c}×{h}×{w}")
     st.sidebar.caption(f"Workspace: `{workspace().root}`")
 
 

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
 import streamlit as st
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#!<>|~$:])")
+
+
+def md(text: object) -> str:
+    """``text`` as literal characters inside Streamlit markdown (errors, captions, labels).
+
+    File, class and attribute names and error messages come from users' files: unescaped, a
+    name like ``[x](http://…)`` or ``![](…)`` would render as a link or an image, ``$…$`` as
+    LaTeX and ``:red[…]`` as a Streamlit directive. Backslash escapes of ASCII punctuation
+    render as the punctuation itself (CommonMark).
+    """
+    return _MARKDOWN.sub(r"\\\1", str(text))
 
 
 def to_display(images: np.ndarray, min_side: int = 64) -> list[np.ndarray]:
@@ -32,7 +46,7 @@ def image_grid(
         cols = st.columns(columns)
         for col, im, cap in zip(cols, shown[start:start + columns],
                                 captions[start:start + columns], strict=False):
-            col.image(im, caption=cap or None, width=width)
+            col.image(im, caption=md(cap) if cap else None, width=width)
 
 
 def montage(images: np.ndarray, columns: int = 8, min_side: int = 64, pad: int = 2) -> np.ndarray:

@@ -12,7 +12,7 @@ from app.state import (
     set_dataset,
     workspace,
 )
-from app.widgets import image_grid
+from app.widgets import image_grid, md
 from fisher_core.data import SUPPORTED_FORMATS, DatasetError, load_file
 from fisher_core.workspace import EntryError
 
@@ -52,11 +52,11 @@ elif source == "Upload":
                 st.session_state.pop("upload_error", None)
                 set_dataset(ds, key)
         if "upload_error" in st.session_state:
-            st.error(f"Could not load **{up.name}**: {st.session_state['upload_error']}  \n"
+            st.error(f"Could not load **{md(up.name)}**: {md(st.session_state['upload_error'])}  \n"
                      "The previous dataset is still loaded.", icon=":material/error:")
 else:
     for _bad, msg in ws.problems("datasets"):
-        st.warning(f"Skipped a damaged workspace entry: {msg}")
+        st.warning(f"Skipped a damaged workspace entry: {md(msg)}")
     saved = ws.names("datasets")
     if not saved:
         st.info("Nothing saved yet: load a dataset, then save it below.")
@@ -66,11 +66,11 @@ else:
             try:
                 set_dataset(ws.load_dataset(pick), f"workspace:{pick}")
             except EntryError as exc:
-                st.error(str(exc))
+                st.error(md(exc))
 
 ds, ds_key = current_dataset()
 st.divider()
-st.subheader(f"Current dataset: {ds.name}")
+st.subheader(f"Current dataset: {md(ds.name)}")
 c, h, w = ds.shape
 cols = st.columns(4)
 cols[0].metric("Images", f"{len(ds):,}")
@@ -91,7 +91,7 @@ with st.expander("Convert (grey/RGB, resize, quantise)"):
                     size=int(new_side) or None, levels=int(levels) or None,
                 )
             except (ValueError, DatasetError) as exc:
-                st.error(str(exc))
+                st.error(md(exc))
             else:
                 set_dataset(out, f"{ds_key}|{ch}|{new_side}|{levels}")
                 st.rerun()
@@ -124,6 +124,6 @@ if save_cols[1].button("Save", key="data_save", width="stretch"):
     try:
         ws.save_dataset(ds, save_name)
     except EntryError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
     else:
-        st.success(f"Saved as **{save_name}** in {ws.root}.")
+        st.success(f"Saved as **{md(save_name)}** in {md(ws.root)}.")

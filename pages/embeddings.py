@@ -12,10 +12,11 @@ from app.embeddings_ui import (
 )
 from app.explorer import explore
 from app.state import current_dataset
+from app.widgets import md
 
 st.title("Embeddings")
 ds, ds_key = current_dataset()
-st.caption(f"Dataset **{ds.name}** · {len(ds):,} images. Change it on the Data page.")
+st.caption(f"Dataset **{md(ds.name)}** · {len(ds):,} images. Change it on the Data page.")
 
 has_saved = bool(saved_embeddings(ds_key))
 with st.expander("Compute a new embedding", expanded=not has_saved):

@@ -6,13 +6,13 @@ import streamlit as st
 from app.embeddings_ui import slug
 from app.state import current_dataset, jobs, workspace
 from app.train_ui import DEFAULT_EPOCHS, config_form, draw_run, live, monitor_figure, start
-from app.widgets import montage
+from app.widgets import md, montage
 from fisher_core.models import MODEL_FAMILIES
 from fisher_core.workspace import list_models, saved_monitor, saved_samples
 
 st.title("Train")
 ds, ds_key = current_dataset()
-st.caption(f"Dataset **{ds.name}** · {len(ds):,} images · {'×'.join(map(str, ds.shape))}. "
+st.caption(f"Dataset **{md(ds.name)}** · {len(ds):,} images · {'×'.join(map(str, ds.shape))}. "
            "Training runs in the background: you can leave this page and come back.")
 
 families = sorted(MODEL_FAMILIES)
@@ -58,7 +58,7 @@ if job is not None:
             r = job.result
             st.success(f"Saved model **{r['name']}** · {r['message']}")
         elif snap.status == "failed":
-            st.error(f"Training failed: {snap.error}. Your other models are untouched; "
+            st.error(f"Training failed: {md(snap.error)}. Your other models are untouched; "
                      "try a smaller learning rate or fewer blocks.")
         else:
             st.warning("Training was cancelled; nothing was saved.")

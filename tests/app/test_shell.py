@@ -94,3 +94,28 @@ def test_data_page_quantise():
     ds = at.session_state["dataset"]
     assert ds.levels == 4
     assert len(np.unique(ds.images)) <= 4
+
+
+def test_upload_names_are_shown_as_text_not_markdown():
+    """Issue 14, defect 9: a crafted upload or class name must not render as a link, an
+    image or LaTeX in the page's messages and captions."""
+    at = _data_page()
+    at.radio(key="data_source").set_value("Upload").run()
+    crafted = "[click](http://evil.example)![x](http://evil.example/x.png)$x$.npz"
+    at.file_uploader(key="upload_file").upload(crafted, b"not a dataset", "application/zip")
+    at.run()
+    assert not at.exception
+    shown = at.error[0].value
+    assert "[click](" not in shown and "![x](" not in shown and "$x$" not in shown
+    assert r"\[click\]\(http\://evil.example\)\!\[x\]" in shown  # every character kept
+
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    np.savez(buf, images=rng.integers(0, 256, (4, 10, 10), dtype=np.uint8),
+             labels=np.arange(4) % 2, class_names=np.array(["[a](http://e)", "b_c_"]))
+    at.file_uploader(key="upload_file").upload("ok.npz", buf.getvalue(), "application/zip")
+    at.run()
+    assert not at.exception
+    captions = [img.caption for e in at.get("image") for img in e.proto.imgs]
+    assert r"\[a\]\(http\://e\)" in captions and r"b\_c\_" in captions
+    assert "[a](http://e)" not in captions
