@@ -7,13 +7,14 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from app.picker import label_of, picked_image, send_pick, take_pick
 from app.state import jobs, results_cache
 from app.widgets import image_grid, md
 from fisher_core.data import ImageDataset
 from fisher_core.embeddings import Embedding
 from fisher_core.explore import (
     DegenerateEmbeddingError,
-    kernel_neighbors,
+    neighbor_scores,
     pca_embed,
     umap_embed,
     umap_is_warm,
@@ -106,9 +107,8 @@ def _waiting(emb: Embedding, ds: ImageDataset, colour_by: str, ukey: str, dims: 
     if snap is not None and snap.status == "failed":
         st.error(f"UMAP failed: {md(snap.error)}")
         return
-    msg = snap.message if snap else "starting UMAP"
     st.progress(snap.fraction if snap else 0.0,
-                text=f"{msg}… {snap.elapsed:.0f} s" if snap else msg)
+                text=md(snap.describe()) if snap else "starting UMAP")
     preview = _pca_preview(emb, ukey, dims)
     st.plotly_chart(_figure(preview, ds, colour_by, "PCA preview (UMAP on its way)"),
                     key=f"pca_{ukey}", width="stretch")
@@ -138,18 +138,44 @@ def _plot_and_select(xy: np.ndarray, emb: Embedding, ds: ImageDataset, colour_by
             st.plotly_chart(fig, key=f"umap3_{key}", width="stretch")
             chosen = []
     with right:
-        if chosen:
+        if len(chosen) == 1:  # a click: this image can feed the other pages
+            _clicked(ds, chosen[0], key)
+        elif chosen:
             st.markdown(f"**{len(chosen)} selected** (first 40 shown)")
             _grid(ds, chosen[:40])
             st.caption(md(selection_summary(ds, chosen)))
         else:
-            st.caption("Select points with the lasso or box tool to see their images here.")
+            st.caption("Select points with the lasso or box tool to see their images here; "
+                       "click one point to pick its image for the other pages.")
         st.markdown("**Nearest neighbours under the Fisher kernel**")
-        default = chosen[0] if chosen else 0
-        idx = st.number_input("Image index", 0, len(ds) - 1, default, key=f"nn_idx_{key}")
-        nbrs, sims = kernel_neighbors(emb.vectors, int(idx), k=9)
-        _grid(ds, [int(idx), *nbrs.tolist()],
-              ["query", *[f"k={s:.2f}" for s in sims]])
+        qkey = f"nn_idx_{key}"
+        if (q := take_pick("query")) is not None:
+            st.session_state[qkey] = q
+        idx = int(st.number_input("Query image (index)", 0, len(ds) - 1, 0, key=qkey))
+        nb = neighbor_scores(emb.vectors, idx, k=9)
+        _grid(ds, [idx, *nb["index"].tolist()],
+              ["query", *[f"cos {c:.2f} · top {100 - p:.1f} %"
+                          for c, p in zip(nb["cosine"], nb["percentile"], strict=True)]])
+        raw = ", ".join(f"#{i}: {v:.4g}" for i, v in zip(nb["index"], nb["kernel"], strict=True))
+        st.caption("cos: cosine of the two vectors; top p %: the neighbour's kernel value is "
+                   "higher than that of all but p % of the images (comparable between spaces).",
+                   help=f"Raw kernel values K(query, ·) = ⟨V_query, V⟩: {raw}")
+
+
+def _clicked(ds: ImageDataset, i: int, key: str) -> None:
+    """The clicked image and what to do with it elsewhere."""
+    picked_image(ds, i)
+    c = st.columns(4)
+    for col, (label, target, page) in zip(c, [
+            ("Interpolate from it (A)", "A", "Interpolate"),
+            ("Interpolate to it (B)", "B", "Interpolate"),
+            ("Edit it", "source", "Manipulate"),
+            ("Its neighbours", "query", None)], strict=True):
+        if col.button(label, key=f"pick_{target}_{key}", width="stretch"):
+            send_pick(target, i)
+            if page is not None:
+                st.toast(f"Image #{i} is ready on the {page} page.")
+            st.rerun()
 
 
 def _point_index(point: dict) -> int | None:
@@ -167,8 +193,8 @@ def _point_index(point: dict) -> int | None:
 
 
 def _grid(ds: ImageDataset, index: list[int], captions: list[str] | None = None) -> None:
-    if captions is None:  # label names can be long (attribute combinations): index only
-        captions = [f"#{i}" for i in index]
+    if captions is None:
+        captions = [label_of(ds, i) for i in index]
     image_grid(ds.images[index], captions, columns=5, width=64)
 
 

@@ -19,9 +19,56 @@ def watch(name: str, cancellable: bool = True) -> None:
     if snap.finished:
         st.rerun(scope="app")
     cols = st.columns([5, 1])
-    cols[0].progress(snap.fraction, text=f"{snap.message} · {snap.elapsed:.0f} s")
+    cols[0].progress(snap.fraction, text=md(snap.describe()))
     if cancellable and cols[1].button("Cancel", key=f"cancel_{name}"):
         job.cancel()
+
+
+# Jobs the panel does not list: the app's own warm-up and measurements.
+_INTERNAL = ("umap-warmup", "step-seconds:")
+_KINDS = {"train": "training", "umap": "UMAP", "probe": "linear probes",
+          "ablation": "FV ablation", "decoder": "decoder", "extractor": "feature extractor",
+          "fid": "FID curves", "edits": "edit scores", "emb": "embedding"}
+
+
+def _visible(name: str) -> str | None:
+    """The label of a job this session should see in the panel, or None."""
+    if name.startswith(_INTERNAL):
+        return None
+    base, _, owner = name.partition("@")
+    if owner and owner != st.session_state.get("_session_id"):
+        return None  # another browser session's private job
+    kind, _, what = base.partition(":")
+    return f"{_KINDS.get(kind, kind)} · {what.split(':')[0]}" if what else _KINDS.get(kind, kind)
+
+
+def jobs_panel() -> None:
+    """Every background job of this session (and the shared ones), running and finished,
+    in the sidebar; refreshes itself while any is running."""
+    shown = [(j, label) for j in jobs().all() if (label := _visible(j.name))]
+    if not shown:
+        return
+    st.caption("**Background jobs**")
+    if any(not j.snapshot().finished for j, _ in shown):
+        _live_panel()
+    else:
+        _draw_panel(shown)
+
+
+@st.fragment(run_every=1.0)
+def _live_panel() -> None:
+    shown = [(j, label) for j in jobs().all() if (label := _visible(j.name))]
+    _draw_panel(shown)
+
+
+def _draw_panel(shown) -> None:
+    for job, label in shown[-8:]:
+        snap = job.snapshot()
+        icon = {"running": "⏳", "done": "✅", "failed": "❌", "cancelled": "⏹"}[snap.status]
+        if snap.finished:
+            st.caption(f"{icon} {md(label)} · {md(snap.describe())}")
+        else:
+            st.progress(snap.fraction, text=f"{icon} {md(label)} · {md(snap.describe())}")
 
 
 def status(name: str) -> JobSnapshot | None:

@@ -11,10 +11,10 @@ from PIL import Image
 
 from app.jobs_ui import status
 from app.state import jobs, session_job, workspace
-from app.widgets import montage
+from app.widgets import md, montage
 from fisher_core.data import ImageDataset
 from fisher_core.embeddings import Embedding
-from fisher_core.explore import Decoder, attribute_direction
+from fisher_core.explore import Decoder, attribute_direction, decoder_skill, decoder_warning
 from fisher_core.workspace import (
     decoded_embeddings,
     load_embedding_decoder,
@@ -68,13 +68,30 @@ def decode(name: str, z: np.ndarray) -> np.ndarray:
     return decoder(name).decode(np.atleast_2d(z))
 
 
+def _weak_decoder(ds: ImageDataset, name: str, why: str) -> None:
+    """A warning with the numbers and what the decoder makes of a few dataset images."""
+    with st.container(border=True):
+        st.warning(f"The decoder of **{md(name)}** {md(why)}", icon=":material/warning:")
+        rows = np.arange(min(6, len(ds)))
+        recon = decode(name, embedding(name).vectors[rows])
+        st.image(montage(np.concatenate([ds.images[rows], recon]), columns=len(rows),
+                         min_side=40),
+                 caption="top: images · bottom: what this decoder draws from their embedding")
+        if st.button("Retrain it with a time budget that fits the data",
+                     key=f"dec_retrain_{name}"):
+            jobs().submit(session_job(f"decoder:{name}"), _decoder_job, ds, name)
+            st.session_state.setdefault("dec_jobs", []).append(session_job(f"decoder:{name}"))
+            st.rerun()
+
+
 def _decoder_job(job, ds: ImageDataset, name: str) -> dict:
     def callback(event) -> None:
         job.report(event.step, max(event.total_steps, 1),
                    f"decoder for {name}: epoch {event.epoch}, loss {event.loss:.4g}")
 
+    # the time budget follows the data (measured speed), so big embeddings get enough epochs
     _, metrics = train_embedding_decoder(workspace(), name, ds, callback=callback,
-                                         cancel=job.cancel_event)
+                                         cancel=job.cancel_event, max_seconds="auto")
     return metrics
 
 
@@ -83,19 +100,28 @@ def decoder_panel(ds: ImageDataset, ds_key: str) -> dict[str, dict]:
     spaces = decoded_embeddings(workspace(), ds_key)
     saved = saved_embeddings(ds_key)
     missing = [n for n in saved if n not in spaces]
+    weak = {n: w for n, m in spaces.items() if (w := decoder_warning(m))}
+    for name, why in weak.items():  # flagged where the decoder is used, not only where made
+        _weak_decoder(ds, name, why)
     with st.expander("Decoders (embedding → image)", expanded=not spaces):
         if spaces:
             rows = [{"embedding": n, "held-out MSE/pixel": m.get("val_mse"),
-                     "epochs": m.get("epochs"), "seconds": m.get("seconds")}
+                     "skill": decoder_skill(m), "epochs": m.get("epochs"),
+                     "seconds": m.get("seconds"), "usable": n not in weak}
                     for n, m in spaces.items()]
-            st.dataframe(rows, hide_index=True)
+            st.dataframe(rows, hide_index=True, column_config={
+                "skill": st.column_config.ProgressColumn(
+                    "skill", min_value=0.0, max_value=1.0, format="percent",
+                    help="1 − held-out error / error of the mean image: 0 % draws the same "
+                         "image for every vector")})
         if not saved:
             st.info("No embedding of this dataset yet: compute some on the Embeddings page.")
         elif missing:
             pick = st.multiselect("Train decoders for", missing, default=missing[:4],
                                   key="dec_pick")
             st.caption("An MLP into a small conv decoder per embedding, early-stopped on "
-                       "held-out images (≤ 1 min each on a CPU).")
+                       "held-out images; its time budget is measured to fit about 12 epochs "
+                       "(1–15 min each on a CPU).")
             if st.button("Train decoders", key="dec_train", disabled=not pick):
                 for name in pick:
                     jobs().submit(session_job(f"decoder:{name}"), _decoder_job, ds, name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import uuid
 from collections import OrderedDict
@@ -52,19 +53,65 @@ def set_dataset(ds: ImageDataset, key: str) -> None:
 
 
 def current_dataset() -> tuple[ImageDataset, str]:
-    """The current dataset and its key; the built-in faces until the user picks another."""
+    """The current dataset and its key.
+
+    A new session (a reload, a restarted server) starts from the dataset named in the URL
+    (``?dataset=builtin:faces`` or ``?dataset=workspace:<name>``, kept there by
+    :func:`remember_in_url`), else from the built-in faces.
+    """
     if "dataset" not in st.session_state:
-        name, options = DEFAULT_BUILTIN
-        set_dataset(builtin_dataset(name, options), builtin_key(name, options))
+        key = st.query_params.get("dataset")
+        restored = _restore(key) if key else None
+        if restored is None:
+            name, options = DEFAULT_BUILTIN
+            restored = builtin_dataset(name, options), builtin_key(name, options)
+        set_dataset(*restored)
     return st.session_state["dataset"], st.session_state["dataset_key"]
 
 
+_BUILTIN = re.compile(r"builtin:(\w+)(?:\(((?:\w+=\d+,?)*)\))?")
+
+
+def _restore(key: str) -> tuple[ImageDataset, str] | None:
+    """The dataset a URL key names, or None (with a note for the page) when it is gone."""
+    try:
+        m = _BUILTIN.fullmatch(key)
+        if m:
+            opts = tuple((k, int(v)) for k, v in
+                         (kv.split("=") for kv in (m.group(2) or "").split(",") if kv))
+            return builtin_dataset(m.group(1), opts), builtin_key(m.group(1), opts)
+        if key.startswith("workspace:"):
+            name = key.removeprefix("workspace:")
+            return workspace().load_dataset(name), key
+    except (ValueError, TypeError) as exc:  # DatasetError and EntryError are ValueErrors
+        st.session_state["restore_note"] = f"Could not reopen {key}: {exc}"
+        return None
+    st.session_state["restore_note"] = (
+        "The dataset of your last visit was an upload that was not saved; the built-in "
+        "faces are loaded instead. Save an upload on the Data page to keep it.")
+    return None
+
+
+def remember_in_url() -> None:
+    """Keep the current dataset in the URL, so a reload or a restart reopens it."""
+    key = st.session_state.get("dataset_key", "")
+    if key.startswith(("builtin:", "workspace:", "upload:")):
+        if st.query_params.get("dataset") != key:
+            st.query_params["dataset"] = key
+    elif "dataset" in st.query_params:
+        del st.query_params["dataset"]
+
+
 def sidebar_status() -> None:
-    """A one-line reminder of the current dataset in the sidebar."""
+    """A reminder of the current dataset in the sidebar (drawn after the page ran, so it
+    shows what the page just chose)."""
     ds, _ = current_dataset()
     c, h, w = ds.shape
     st.sidebar.caption(f"Dataset: **{md(ds.name)}** · {len(ds)} images · {c}×{h}×{w}")
-    st.sidebar.caption(f"Workspace: `{workspace().root}`")
+    st.sidebar.caption(f"Workspace: `{md(workspace().root)}`")
+    note = st.session_state.pop("restore_note", None)
+    if note:
+        st.sidebar.info(md(note))
 
 
 # ---------------------------------------------------------------------- background work

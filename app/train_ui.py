@@ -10,10 +10,11 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from app.state import jobs, workspace
-from app.widgets import montage
+from app.state import jobs, results_cache, workspace
+from app.widgets import md, montage
 from fisher_core.data import ImageDataset
-from fisher_core.models import MODEL_FAMILIES
+from fisher_core.models import MODEL_FAMILIES, build_model, config_help
+from fisher_core.training import step_seconds
 from fisher_core.workspace import Job, RunLog, data_config, train_and_save
 
 # Options of string-valued config fields (the config classes validate them again).
@@ -23,15 +24,91 @@ CHOICES = {
 }
 # Epochs that give recognisable samples on the built-in data in about two CPU minutes.
 DEFAULT_EPOCHS = {"pixelcnn": 4, "vae": 9, "ebgan": 10, "fvvae": 9}
+# Presets scale the number of epochs; their time is measured on this machine (see estimate).
+PRESETS = {"quick": 0.25, "balanced": 1.0, "best": 3.0}
 SKIP = {"channels", "height", "width"}
+LABELS = {
+    "n_mix": "logistic mixture components", "hidden": "feature maps",
+    "n_blocks": "gated blocks", "kernel_size": "kernel size", "head_hidden": "output head width",
+    "latent_dim": "latent dimension", "n_components": "GMM components K",
+    "g_width": "generator width", "d_width": "discriminator width",
+    "gamma": "generator MCMC weight γ", "noise_std": "MCMC noise s", "ema_decay": "EMA decay of G",
+    "d_lr_ratio": "D / G learning-rate ratio", "beta1": "Adam β₁", "beta2": "Adam β₂",
+    "sigmoid": "sigmoid on D", "sigma": "Gaussian σ", "learn_sigma": "learn σ",
+    "levels": "levels L", "output": "output distribution", "spatial": "model positions",
+    "fv_normalization": "FV normalisation", "fv_l2": "FV L2 norm",
+}
+TRAIN_HELP = {
+    "epochs": "Passes over the training images (90 %; 10 % are held out for validation).",
+    "batch_size": "Images per optimisation step; the family's default suits a CPU.",
+    "lr": "Adam learning rate; lower it if the loss turns NaN or jumps.",
+    "seed": "Fixes the initial weights, the shuffling and the held-out split.",
+    "minutes": "Training stops here even if epochs remain; the best epoch so far is kept.",
+}
+
+
+def preset_epochs(family: str, preset: str) -> int:
+    """Epochs of a preset: the family's default scaled, at least one."""
+    return max(1, round(DEFAULT_EPOCHS.get(family, 5) * PRESETS[preset]))
+
+
+def _estimate_job(job: Job, ds: ImageDataset, family: str, config: dict, batch: int) -> float:
+    model = build_model(family, **(data_config(family, ds) | config))
+    images = ds.quantize(model.config.levels).images if "levels" in data_config(
+        family, ds) else ds.images
+    return step_seconds(model, images, batch_size=batch)
+
+
+def step_estimate(ds: ImageDataset, ds_key: str, family: str, config: dict,
+                  batch: int) -> float | None:
+    """Measured seconds per step for this set-up (a background job; None until known)."""
+    key = f"step-seconds:{ds_key}:{family}:{sorted(config.items())}:{batch}"
+    cached = results_cache().get(key)
+    if cached is not None:
+        return cached
+    job = jobs().get(key)
+    if job is None:
+        jobs().submit(key, _estimate_job, ds, family, config, batch)
+    elif job.snapshot().status == "done":
+        results_cache().put(key, job.result)
+        return job.result
+    return None
+
+
+def duration(seconds: float) -> str:
+    """"40 s", "2.5 min", "1.2 h"."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+@st.fragment(run_every=1.0)
+def show_estimate(ds: ImageDataset, ds_key: str, family: str, config: dict, batch: int,
+                  epochs: int) -> None:
+    """How long each preset and the chosen number of epochs take, measured on this machine
+    (refreshes itself until the measurement is in)."""
+    per_step = step_estimate(ds, ds_key, family, config, batch)
+    if per_step is None:
+        st.caption("Measuring how long a training step takes here…")
+        return
+    steps = -(-int(0.9 * len(ds)) // batch)  # per epoch; +10 % below for validation
+    est = " · ".join(f"{p} ({preset_epochs(family, p)} ep.) ≈ "
+                     f"{duration(per_step * steps * preset_epochs(family, p) * 1.1)}"
+                     for p in PRESETS)
+    st.caption(f"Estimated on this machine: {est}; {epochs} epochs ≈ "
+               f"{duration(per_step * steps * epochs * 1.1)}"
+               + (" plus the Fisher monitor" if family == "ebgan" else "") + ".")
 
 
 def config_form(family: str, ds: ImageDataset) -> dict[str, Any]:
     """Widgets for every simple field of ``family``'s config; returns the values chosen.
 
     Fields the data decides (channels, size; levels of a quantised dataset) are not asked.
+    Labels are readable names; each field's help is its description in the config class's
+    docstring.
     """
     cfg_cls = MODEL_FAMILIES[family][1]
+    docs = config_help(family)
     from_data = data_config(family, ds)
     fields = [f for f in dataclasses.fields(cfg_cls)
               if f.name not in SKIP and f.name not in from_data
@@ -41,17 +118,18 @@ def config_form(family: str, ds: ImageDataset) -> dict[str, Any]:
     cols = st.columns(4)
     for k, f in enumerate(fields + flags):
         col, key = cols[k % 4], f"cfg_{family}_{f.name}"
-        label = f.name.replace("_", " ")
+        label, tip = LABELS.get(f.name, f.name.replace("_", " ")), docs.get(f.name)
         if isinstance(f.default, bool):
-            out[f.name] = col.toggle(label, f.default, key=key)
+            out[f.name] = col.toggle(label, f.default, key=key, help=tip)
         elif isinstance(f.default, str):
             opts = CHOICES.get(f.name, (f.default,))
-            out[f.name] = col.selectbox(label, opts, index=opts.index(f.default), key=key)
+            out[f.name] = col.selectbox(label, opts, index=opts.index(f.default), key=key,
+                                        help=tip)
         elif isinstance(f.default, int):
-            out[f.name] = int(col.number_input(label, 1, 4096, f.default, key=key))
+            out[f.name] = int(col.number_input(label, 1, 4096, f.default, key=key, help=tip))
         else:
             out[f.name] = float(col.number_input(label, 0.0, 1e6, float(f.default),
-                                                 format="%.4g", key=key))
+                                                 format="%.4g", key=key, help=tip))
     return out
 
 
@@ -153,7 +231,7 @@ def live(job_name: str) -> None:
     if snap.finished:
         st.rerun(scope="app")
     cols = st.columns([6, 1])
-    cols[0].progress(snap.fraction, text=f"{snap.message} · {snap.elapsed:.0f} s")
+    cols[0].progress(snap.fraction, text=md(snap.describe()))
     if cols[1].button("Cancel", key=f"cancel_{job_name}"):
         job.cancel()
     draw_run(snap.published.get("log"), key=f"live_{job_name}")

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 import streamlit as st
 
+from fisher_core.workspace import Workspace
+
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#!<>|~$:])")
 
 
@@ -20,6 +22,26 @@ def md(text: object) -> str:
     render as the punctuation itself (CommonMark).
     """
     return _MARKDOWN.sub(r"\\\1", str(text))
+
+
+def confirm_replace(ws: Workspace, kind: str, name: str, *, request: str) -> bool:
+    """Whether a save of ``kind``/``name`` may go ahead: at once when the name is free,
+    otherwise after the user confirms replacing what is there.
+
+    ``request`` is the session-state key holding the pending save; "Keep it" drops it.
+    """
+    if not ws.exists(kind, name):
+        return True
+    what = kind.removesuffix("s")
+    st.warning(f"A {what} named **{md(name)}** is already saved. Replace it? The old one is "
+               "lost; choose another name to keep both.", icon=":material/warning:")
+    c = st.columns([1, 1, 4])
+    if c[0].button(f"Replace {what}", key=f"{request}_yes", type="primary"):
+        return True
+    if c[1].button("Keep it", key=f"{request}_no"):
+        st.session_state.pop(request, None)
+        st.rerun()
+    return False
 
 
 def to_display(images: np.ndarray, min_side: int = 64) -> list[np.ndarray]:

@@ -12,7 +12,7 @@ from app.state import (
     set_dataset,
     workspace,
 )
-from app.widgets import image_grid, md
+from app.widgets import confirm_replace, image_grid, md
 from fisher_core.data import SUPPORTED_FORMATS, DatasetError, load_file
 from fisher_core.workspace import EntryError
 
@@ -22,16 +22,20 @@ source = st.radio("Source", ["Built-in", "Upload", "Workspace"], horizontal=True
                   key="data_source")
 
 if source == "Built-in":
+    # The choice reruns the page at once, so the options shown always belong to it.
+    name = st.selectbox("Dataset", ["faces", "digits"], key="data_builtin")
     with st.form("builtin_form", border=False):
-        name = st.selectbox("Dataset", ["faces", "digits"], key="data_builtin")
-        with st.expander("Faces options"):
-            n = st.number_input("Images", 100, 20000, 3000, step=500, key="faces_n")
-            size = st.select_slider("Size", [16, 32, 48, 64], 32, key="faces_size")
-            seed = st.number_input("Seed", 0, 10**6, 0, key="faces_seed")
-        if st.form_submit_button("Load", type="primary"):
-            opts = ()
-            if name == "faces" and (n, size, seed) != (3000, 32, 0):
+        opts = ()
+        if name == "faces":
+            with st.expander("Faces options"):
+                n = st.number_input("Images", 100, 20000, 3000, step=500, key="faces_n")
+                size = st.select_slider("Size", [16, 32, 48, 64], 32, key="faces_size")
+                seed = st.number_input("Seed", 0, 10**6, 0, key="faces_seed")
+            if (n, size, seed) != (3000, 32, 0):
                 opts = (("n", int(n)), ("size", int(size)), ("seed", int(seed)))
+        else:
+            st.caption("scikit-learn's 8×8 handwritten digits: 1,797 images, 10 classes.")
+        if st.form_submit_button("Load", type="primary"):
             set_dataset(builtin_dataset(name, opts), builtin_key(name, opts))
 elif source == "Upload":
     st.caption("Formats: " + ", ".join(SUPPORTED_FORMATS)
@@ -118,12 +122,20 @@ if ds.attributes is not None:
 
 st.subheader("Save to the workspace")
 save_cols = st.columns([3, 1])
+if st.session_state.get("data_save_for") != ds_key:  # another dataset: offer its own name
+    st.session_state["data_save_for"] = ds_key
+    st.session_state.pop("data_save_name", None)
 save_name = save_cols[0].text_input("Name", value=ds.name, key="data_save_name",
                                     label_visibility="collapsed")
 if save_cols[1].button("Save", key="data_save", width="stretch"):
+    st.session_state["data_save_request"] = save_name
+request = st.session_state.get("data_save_request")
+if request is not None and confirm_replace(ws, "datasets", request,
+                                           request="data_save_request"):
+    del st.session_state["data_save_request"]
     try:
-        ws.save_dataset(ds, save_name)
+        ws.save_dataset(ds, request)
     except EntryError as exc:
         st.error(md(exc))
     else:
-        st.success(f"Saved as **{md(save_name)}** in {md(ws.root)}.")
+        st.success(f"Saved as **{md(request)}** in {md(ws.root)}.")

@@ -3,6 +3,7 @@
 import numpy as np
 import streamlit as st
 
+from app.picker import gallery, label_of, send_pick, take_pick
 from app.spaces_ui import Timer, decode, decoder_panel, embedding, pick_spaces, png_bytes
 from app.state import current_dataset
 from app.widgets import image_grid
@@ -22,6 +23,9 @@ if not names:
     st.stop()
 
 n = len(ds)
+for target, key in (("A", "int_a"), ("B", "int_b")):  # picks from the explorer or the gallery
+    if (i := take_pick(target)) is not None:
+        st.session_state[key] = i
 c = st.columns([1, 1, 1, 1])
 a = int(c[0].number_input("Image A (index)", 0, n - 1, 0, key="int_a"))
 b = int(c[1].number_input("Image B (index)", 0, n - 1, min(n - 1, 1), key="int_b"))
@@ -30,7 +34,17 @@ if c[3].button("Random pair", key="int_random"):
     rng = np.random.default_rng()
     st.session_state["int_a"], st.session_state["int_b"] = map(int, rng.choice(n, 2, False))
     st.rerun()
-image_grid(ds.images[[a, b]], [f"A #{a}", f"B #{b}"], columns=8, width=96)
+image_grid(ds.images[[a, b]], [f"A {label_of(ds, a)}", f"B {label_of(ds, b)}"], columns=8,
+           width=96)
+with st.expander("Pick A and B in the gallery (or click a point on the Embeddings page)"):
+    chosen = gallery(ds, ds_key, "int_gallery")
+    g = st.columns([1, 1, 4])
+    if g[0].button("Set as A", key="int_set_a", disabled=not chosen):
+        send_pick("A", chosen[0])
+        st.rerun()
+    if g[1].button("Set as B", key="int_set_b", disabled=not chosen):
+        send_pick("B", chosen[0])
+        st.rerun()
 
 
 @st.fragment

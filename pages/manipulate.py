@@ -3,6 +3,7 @@
 import numpy as np
 import streamlit as st
 
+from app.picker import gallery, label_of, take_pick
 from app.spaces_ui import (
     Timer,
     decode,
@@ -53,11 +54,20 @@ if pos.sum() == 0 or neg.sum() == 0:
 
 without = np.flatnonzero(~pos)
 default_sources = [int(i) for i in without[:4]] if without.size else [0]
-sources = st.multiselect("Source images (indices)", list(range(len(ds))),
-                         default=default_sources, key="man_sources", max_selections=8)
+st.session_state.setdefault("man_sources", default_sources)
+if (extra := take_pick("source")) is not None:  # clicked on the Embeddings page or below
+    current = st.session_state["man_sources"]
+    st.session_state["man_sources"] = list(dict.fromkeys([*current, *extra]))[-8:]
+sources = st.multiselect("Source images (indices)", list(range(len(ds))), key="man_sources",
+                         max_selections=8, format_func=lambda i: label_of(ds, i))
+with st.expander("Pick source images in the gallery (or click points on the Embeddings page)"):
+    chosen = gallery(ds, ds_key, "man_gallery", multi=True)
+    if st.button("Use as sources", key="man_use", disabled=not chosen):
+        st.session_state["pick_source"] = chosen
+        st.rerun()
 if not sources:
     st.stop()
-image_grid(ds.images[sources], [f"#{i}" for i in sources], columns=8, width=80)
+image_grid(ds.images[sources], [label_of(ds, i) for i in sources], columns=8, width=80)
 
 
 def _delta(name: str) -> np.ndarray:

@@ -5,8 +5,18 @@ import streamlit as st
 
 from app.embeddings_ui import slug
 from app.state import current_dataset, jobs, workspace
-from app.train_ui import DEFAULT_EPOCHS, config_form, draw_run, live, monitor_figure, start
-from app.widgets import md, montage
+from app.train_ui import (
+    PRESETS,
+    TRAIN_HELP,
+    config_form,
+    draw_run,
+    live,
+    monitor_figure,
+    preset_epochs,
+    show_estimate,
+    start,
+)
+from app.widgets import confirm_replace, md, montage
 from fisher_core.models import MODEL_FAMILIES
 from fisher_core.workspace import list_models, saved_monitor, saved_samples
 
@@ -20,22 +30,44 @@ family = st.selectbox("Model family", families, index=families.index("pixelcnn")
                       key="train_family")
 model_cls = MODEL_FAMILIES[family][0]
 defaults = getattr(model_cls, "training_defaults", {})
-with st.form(f"train_form_{family}"):
+# Switching the family or the dataset starts the form again from that family's defaults and
+# a name derived from the current dataset, never from the previous choice.
+fk = f"{family}_{ds_key}"
+if st.session_state.get("train_form_for") != fk:
+    st.session_state["train_form_for"] = fk
+    for k in ("train_epochs", "train_batch", "train_lr", "train_seed", "train_minutes",
+              "train_name", "train_preset"):
+        st.session_state.pop(k, None)
+epochs_key = "train_epochs"
+st.session_state.setdefault(epochs_key, preset_epochs(family, "balanced"))
+
+
+def _apply_preset() -> None:
+    st.session_state[epochs_key] = preset_epochs(
+        family, st.session_state.get("train_preset") or "balanced")
+
+
+st.segmented_control("Preset", list(PRESETS), default="balanced", key="train_preset",
+                     on_change=_apply_preset, help="Sets the number of epochs; the estimates "
+                     "below are measured on this machine for the current settings.")
+with st.form(f"train_form_{fk}"):
     st.markdown("**Model**")
     config = config_form(family, ds)
     st.markdown("**Training**")
     c = st.columns(5)
-    epochs = c[0].number_input("Epochs", 1, 500, DEFAULT_EPOCHS.get(family, 5),
-                               key="train_epochs")
+    epochs = c[0].number_input("Epochs", 1, 500, key=epochs_key, help=TRAIN_HELP["epochs"])
     batch = c[1].number_input("Batch size", 1, 4096, int(defaults.get("batch_size", 64)),
-                              key="train_batch")
+                              key="train_batch", help=TRAIN_HELP["batch_size"])
     lr = c[2].number_input("Learning rate", 1e-6, 1.0, float(defaults.get("lr", 1e-3)),
-                           format="%.0e", key="train_lr")
-    seed = c[3].number_input("Seed", 0, 2**31 - 1, 0, key="train_seed")
+                           format="%.0e", key="train_lr", help=TRAIN_HELP["lr"])
+    seed = c[3].number_input("Seed", 0, 2**31 - 1, 0, key="train_seed",
+                             help=TRAIN_HELP["seed"])
     minutes = c[4].number_input("Time limit (min)", 0.5, 600.0, 10.0, step=0.5,
-                                key="train_minutes")
+                                key="train_minutes", help=TRAIN_HELP["minutes"])
     name = st.text_input("Save as", slug(f"{ds.name}-{family}"), key="train_name")
     go = st.form_submit_button("Train", type="primary")
+
+show_estimate(ds, ds_key, family, config, int(batch), int(epochs))
 
 if go:
     if not slug(name) or slug(name) != name:
@@ -43,7 +75,14 @@ if go:
     else:
         opts = dict(epochs=int(epochs), batch_size=int(batch), lr=float(lr), seed=int(seed),
                     max_seconds=float(minutes) * 60)
-        start(name, ds, family, config, opts, ds_key)
+        st.session_state["train_request"] = (name, family, config, opts)
+
+request = st.session_state.get("train_request")
+if request is not None:
+    name = request[0]
+    if confirm_replace(workspace(), "models", name, request="train_request"):
+        del st.session_state["train_request"]
+        start(name, ds, request[1], request[2], request[3], ds_key)
         st.session_state["train_job"] = f"train:{name}"
 
 job_name = st.session_state.get("train_job")

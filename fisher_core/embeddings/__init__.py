@@ -21,6 +21,13 @@ from .deep import (
     latent_embedding,
 )
 from .embedding import Embedding
+from .export import (
+    export_csv,
+    export_npz,
+    export_projector,
+    export_projector_zip,
+    projector_selection,
+)
 from .fvvae import fvvae_embedding
 
 __all__ = [
@@ -33,6 +40,10 @@ __all__ = [
     "d_pool_embedding",
     "default_activation_layer",
     "discriminator_pool",
+    "export_csv",
+    "export_npz",
+    "export_projector",
+    "export_projector_zip",
     "fisher_score_embedding",
     "fisher_vector_embedding",
     "fvvae_embedding",
@@ -40,4 +51,5 @@ __all__ = [
     "latent_embedding",
     "pixel_embedding",
     "power_l2",
+    "projector_selection",
 ]

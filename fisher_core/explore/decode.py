@@ -39,13 +39,15 @@ from torch import nn
 
 from ..models.base import ConfigError, quantize
 from ..models.netio import load_net, save_net
-from ..training import ProgressEvent, TrainResult, train
+from ..training import ProgressEvent, TrainResult, step_seconds, train
 from ..training.batches import split_indices
 
 __all__ = [
     "Decoder",
     "DecoderConfig",
     "DecoderResult",
+    "decoder_skill",
+    "decoder_warning",
     "default_likelihood",
     "load_decoder",
     "save_decoder",
@@ -302,7 +304,7 @@ def train_decoder(
     hidden: int = 256,
     base_channels: int = 64,
     early_stopping_patience: int | None = 5,
-    max_seconds: float | None = 60.0,
+    max_seconds: float | str | None = 60.0,
     callback: Callable[[ProgressEvent], None] | None = None,
     cancel: threading.Event | Callable[[], bool] | None = None,
 ) -> DecoderResult:
@@ -326,8 +328,10 @@ def train_decoder(
     hidden, base_channels : int, default=256, 64
         Decoder width (see :class:`DecoderConfig`).
     early_stopping_patience : int or None, default=5
-    max_seconds : float or None, default=60.0
-        Training time budget (the best epoch so far is kept).
+    max_seconds : float, None or "auto", default=60.0
+        Training time budget (the best epoch so far is kept). ``"auto"`` scales it with the
+        data: time for :data:`AUTO_EPOCHS` epochs, measured on this machine, between 60 s
+        and 15 min.
     callback : callable(ProgressEvent) or None, default=None
         Progress of the shared training loop (steps, epochs with the validation loss).
     cancel : threading.Event, callable or None, default=None
@@ -345,6 +349,10 @@ def train_decoder(
                            width=x.shape[3], likelihood=likelihood, levels=n_levels,
                            hidden=hidden, base_channels=base_channels)
     tr, va = split_indices(z.shape[0], val_fraction, seed)
+    if max_seconds == "auto":
+        max_seconds = _auto_budget(config, z[tr], x[tr], batch_size, seed)
+    elif isinstance(max_seconds, str):
+        raise ValueError(f"max_seconds must be a number, None or 'auto'; got {max_seconds!r}.")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         decoder = Decoder(config)
@@ -353,10 +361,58 @@ def train_decoder(
                    epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, callback=callback,
                    cancel=cancel, early_stopping_patience=early_stopping_patience,
                    max_seconds=max_seconds)
-    metrics = {"n_train": int(tr.size), "n_val": int(va.size), "seconds": result.elapsed}
+    metrics = {"n_train": int(tr.size), "n_val": int(va.size), "seconds": result.elapsed,
+               "time_capped": float(result.stopped_reason == "time_limit")}
     if va.size:
         metrics |= reconstruction_errors(decoder, z[va], x[va])
+        # what a decoder that ignores its input achieves: the mean training image
+        metrics["val_mse_mean_image"] = float(((x[va] - x[tr].mean(0)) ** 2).mean())
     return DecoderResult(decoder, result, metrics, va)
+
+
+AUTO_EPOCHS = 12
+
+
+def _auto_budget(config: DecoderConfig, z: np.ndarray, x: np.ndarray, batch_size: int,
+                 seed: int) -> float:
+    """Seconds for AUTO_EPOCHS epochs at the measured speed, clipped to [60 s, 15 min]."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        probe = Decoder(config)
+    probe.set_standardization(z.mean(0), z.std(0))
+    per_step = step_seconds(probe, (z, x), batch_size=batch_size, steps=2, seed=seed)
+    steps = -(-z.shape[0] // batch_size)
+    return float(np.clip(1.2 * AUTO_EPOCHS * steps * per_step, 60.0, 900.0))
+
+
+def decoder_skill(metrics: dict[str, Any]) -> float | None:
+    """1 − held-out MSE / MSE of the mean image: 0 for a decoder that ignores its input (it
+    draws the same blurred mean face for every vector), 1 for a perfect one. None when the
+    metrics lack either number (decoders saved before it was recorded)."""
+    mse, base = metrics.get("val_mse"), metrics.get("val_mse_mean_image")
+    if mse is None or not base:
+        return None
+    return 1.0 - float(mse) / float(base)
+
+
+def decoder_warning(metrics: dict[str, Any], min_skill: float = 0.2) -> str | None:
+    """Why a trained decoder is not worth decoding with, or None when it is fine.
+
+    Flags a decoder that trained for no epoch, or whose held-out error is within
+    ``1 − min_skill`` of the mean image's (every decoded image then looks alike).
+    """
+    skill = decoder_skill(metrics)
+    epochs = metrics.get("epochs")
+    capped = " It stopped at its time cap." if metrics.get("time_capped") else ""
+    if epochs is not None and epochs < 1:
+        return ("trained for no complete epoch" + (" (it hit its time cap)" if capped else "")
+                + "; its images are noise or flat grey. Retrain it with more time.")
+    if skill is not None and skill < min_skill:
+        return (f"barely learned: held-out error {metrics['val_mse']:.4f} per pixel against "
+                f"{metrics['val_mse_mean_image']:.4f} for the mean image (skill "
+                f"{100 * skill:.0f} %), so its images all look alike.{capped} Retrain it with "
+                "more time, or use another embedding.")
+    return None
 
 
 @torch.no_grad()

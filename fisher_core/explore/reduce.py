@@ -16,6 +16,7 @@ import numpy as np
 __all__ = [
     "DegenerateEmbeddingError",
     "kernel_neighbors",
+    "neighbor_scores",
     "pca_embed",
     "umap_embed",
     "umap_is_warm",
@@ -183,3 +184,38 @@ def kernel_neighbors(vectors: np.ndarray, index: int, k: int = 8) -> tuple[np.nd
     top = top[np.isfinite(sims[top])]
     order = top[np.argsort(-sims[top], kind="stable")][:k]
     return order, sims[order]
+
+
+def neighbor_scores(vectors: np.ndarray, index: int, k: int = 8) -> dict[str, np.ndarray]:
+    """Fisher-kernel neighbours of row ``index`` with scores comparable between spaces.
+
+    The raw kernel K(x, y) = ⟨V_x, V_y⟩ has the scale of the embedding (about 1 for
+    L2-normalised Fisher vectors, thousands for unnormalised AFVs), so it is reported with
+    two scale-free companions: the cosine of the angle between the vectors, and the
+    percentile of K(x, y) among the query's kernel values with every other row.
+
+    Parameters
+    ----------
+    vectors : ndarray of shape (N, k)
+    index : int
+        The query row.
+    k : int, default=8
+        Neighbours wanted (at most N − 1).
+
+    Returns
+    -------
+    dict of str to ndarray of shape (k,)
+        ``index`` (rows, most similar first, the query excluded), ``kernel`` (raw K),
+        ``cosine`` (in [−1, 1]; 0 for an all-zero row) and ``percentile`` (in [0, 100]: the
+        share of the other rows whose kernel value with the query is lower).
+    """
+    x = np.asarray(vectors, dtype=np.float32)
+    order, kernel = kernel_neighbors(x, index, k)
+    others = np.delete(x @ x[index], index).astype(np.float64)  # (N − 1,)
+    norms = np.linalg.norm(x, axis=1).astype(np.float64)
+    denom = norms[order] * norms[index]
+    cosine = np.divide(kernel.astype(np.float64), denom, out=np.zeros(len(order)),
+                       where=denom > 0)
+    below = np.searchsorted(np.sort(others), kernel.astype(np.float64), side="left")
+    return {"index": order, "kernel": kernel, "cosine": np.clip(cosine, -1.0, 1.0),
+            "percentile": 100.0 * below / max(len(others), 1)}

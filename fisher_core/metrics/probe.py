@@ -148,6 +148,9 @@ def normalization_ablation(
     configs = [(n, p, l) for n in ("none", "analytic", "empirical")
                for p in (False, True) for l in (False, True)]
     for k, (norm, pw, l2) in enumerate(configs):
+        if progress:
+            progress(k / len(configs), f"probe {k + 1}/{len(configs)}: {norm} normalisation"
+                     f"{' · power' if pw else ''}{' · L2' if l2 else ''}")
         steps = [StandardScaler()] if norm == "empirical" else []
         if pw:
             steps.append(FunctionTransformer(signed_sqrt))
@@ -158,8 +161,8 @@ def normalization_ablation(
         r = linear_probe(X, y, cv=cv, seed=seed, estimator=make_pipeline(*steps))
         rows.append({"normalization": norm, "power": pw, "l2": l2,
                      "accuracy": r.accuracy, "std": r.std})
-        if progress:
-            progress((k + 1) / len(configs), f"{norm} · power {pw} · L2 {l2}")
+    if progress:
+        progress(1.0, "done")
     return rows
 
 
@@ -217,15 +220,19 @@ def fisher_vector_ablation(
         keep = np.sort(keep)
         ds, y = ds.subset(keep), y[keep]
 
-    def stage(lo: float, hi: float):
-        return None if progress is None else (lambda f, m: progress(lo + (hi - lo) * f, m))
+    def stage(lo: float, hi: float, what: str | None = None):
+        """A part of the whole bar; a part's own "done" is not the end, so it is named."""
+        if progress is None:
+            return None
+        return lambda f, m: progress(lo + (hi - lo) * f, f"{what}: {m}" if what else m)
 
     raw, gmm = fisher_vector_embedding(ds, n_components=n_components, patch=patch,
                                        normalization="none", power=None, l2=False,
-                                       random_state=seed, progress=stage(0.0, 0.25))
+                                       random_state=seed,
+                                       progress=stage(0.0, 0.25, "GMM + plain Fisher vectors"))
     analytic, _ = fisher_vector_embedding(ds, n_components=n_components, patch=patch,
                                           normalization="analytic", power=None, l2=False,
                                           random_state=seed, gmm=gmm,
-                                          progress=stage(0.25, 0.35))
+                                          progress=stage(0.25, 0.35, "analytic Fisher vectors"))
     return normalization_ablation(raw.vectors, analytic.vectors, y, cv=cv, seed=seed,
                                   progress=stage(0.35, 1.0))

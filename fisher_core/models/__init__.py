@@ -23,7 +23,7 @@ from .fvvae import FVVAE, FVVAEConfig
 from .io import ModelFileError, load_model, save_model
 from .netio import load_net, save_net
 from .pixelcnn import PixelCNN, PixelCNNConfig
-from .registry import MODEL_FAMILIES, build_model
+from .registry import MODEL_FAMILIES, build_model, config_help
 from .vae import VAE, VAEConfig, gaussian_kl
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "bits_per_dim",
     "build_model",
     "check_images",
+    "config_help",
     "gaussian_kl",
     "load_model",
     "load_net",

@@ -13,7 +13,7 @@ from .fvvae import FVVAE, FVVAEConfig
 from .pixelcnn import PixelCNN, PixelCNNConfig
 from .vae import VAE, VAEConfig
 
-__all__ = ["MODEL_FAMILIES", "build_model"]
+__all__ = ["MODEL_FAMILIES", "build_model", "config_help"]
 
 MODEL_FAMILIES: dict[str, tuple[type[nn.Module], type]] = {
     "pixelcnn": (PixelCNN, PixelCNNConfig),
@@ -56,3 +56,41 @@ def build_model(family: str, **config: Any) -> nn.Module:
             f"valid keys are {sorted(known)}."
         )
     return model_cls(config_cls(**config))
+
+
+def config_help(family: str) -> dict[str, str]:
+    """Each config field's description, from the config class's numpydoc ``Parameters``.
+
+    The docstring is the single source: the app shows these as help on every field.
+
+    Parameters
+    ----------
+    family : str
+        A key of ``MODEL_FAMILIES``.
+
+    Returns
+    -------
+    dict of str to str
+        Field name → its type/default line and description, e.g. ``{"n_mix": "int,
+        default=5. Logistic mixture components (output="logistic" only)."}``; fields
+        documented together (``height, width``) each get the shared text.
+    """
+    if family not in MODEL_FAMILIES:
+        raise ConfigError(f"family must be one of {sorted(MODEL_FAMILIES)}; got {family!r}.")
+    doc = MODEL_FAMILIES[family][1].__doc__ or ""
+    lines = doc.split("Parameters\n", 1)[-1].splitlines()
+    out: dict[str, str] = {}
+    names: list[str] = []
+    for line in lines[1:]:  # lines[0] is the ----- underline
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        if indent <= 4 and " : " in line:  # "name[, name] : type, default=..."
+            head, kind = line.strip().split(" : ", 1)
+            names = [n.strip() for n in head.split(",")]
+            for n in names:
+                out[n] = kind.strip().rstrip(".") + "."
+        elif names:
+            for n in names:
+                out[n] += " " + line.strip()
+    return out

@@ -6,6 +6,7 @@ mini-batches and seeded splits, and atomic resumable checkpoints. Which models e
 from .batches import split_indices
 from .checkpoint import CheckpointError
 from .events import ProgressEvent, TrainResult
-from .loop import train
+from .loop import step_seconds, train
 
-__all__ = ["CheckpointError", "ProgressEvent", "TrainResult", "split_indices", "train"]
+__all__ = ["CheckpointError", "ProgressEvent", "TrainResult", "split_indices", "step_seconds",
+           "train"]

@@ -43,7 +43,7 @@ from .batches import Batch, Data, as_data, check_val, n_rows, take
 from .checkpoint import CheckpointError, LoopState, load_checkpoint, save_checkpoint
 from .events import ProgressEvent, TrainResult
 
-__all__ = ["CheckpointError", "ProgressEvent", "TrainResult", "train"]
+__all__ = ["CheckpointError", "ProgressEvent", "TrainResult", "step_seconds", "train"]
 
 StepFn = Callable[[nn.Module, Batch, dict[str, torch.optim.Optimizer]], dict[str, float]]
 OptimFn = Callable[[nn.Module, float], dict[str, torch.optim.Optimizer]]
@@ -236,6 +236,45 @@ def train(
             load_checkpoint(run)
         reason, message = run.loop()
     return run.finish(reason, message, restore_best)
+
+
+def step_seconds(model: nn.Module, train_images: np.ndarray | torch.Tensor | tuple, *,
+                 batch_size: int | None = None, steps: int = 3, seed: int = 0,
+                 device: str | torch.device = "cpu") -> float:
+    """Seconds one optimisation step of :func:`train` takes here, measured on a copy.
+
+    Trains a deep copy of ``model`` for ``steps`` mini-batches (the model itself is not
+    touched) and returns the mean time per step, first step included: an honest basis for
+    "this run will take about …" before a long run starts.
+
+    Parameters
+    ----------
+    model : nn.Module
+    train_images : ndarray, Tensor or tuple
+        As for :func:`train`; only the first ``steps · batch_size`` rows are used.
+    batch_size : int or None, default=None
+        As for :func:`train` (the model's default when None).
+    steps : int, default=3
+    seed : int, default=0
+    device : str or torch.device, default="cpu"
+
+    Returns
+    -------
+    float
+        Mean wall-clock seconds per step.
+    """
+    import copy
+
+    _positive_int(steps, "steps")
+    defaults = {"batch_size": 64} | dict(getattr(model, "training_defaults", {}))
+    bs = defaults["batch_size"] if batch_size is None else batch_size
+    _positive_int(bs, "batch_size")
+    n = bs * steps
+    head = (tuple(a[:n] for a in train_images) if isinstance(train_images, tuple)
+            else train_images[:n])
+    result = train(copy.deepcopy(model), head, epochs=1, batch_size=bs, seed=seed,
+                   device=device, early_stopping_patience=None)
+    return result.elapsed / max(result.steps, 1)
 
 
 class _Run:

@@ -41,6 +41,33 @@ class JobSnapshot:
         """Whether the job stopped (for any reason)."""
         return self.status != "running"
 
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the rate so far; None while there is too little to go on (under
+        2 % done or 2 s elapsed) and once the job has stopped."""
+        f = self.fraction
+        if self.finished or f < 0.02 or f >= 1.0 or self.elapsed < 2.0:
+            return None
+        return self.elapsed * (1.0 - f) / f
+
+    def describe(self) -> str:
+        """One line for a progress bar: message, elapsed time and, when known, time left."""
+        text = f"{self.message} · {_clock(self.elapsed)}"
+        if self.finished:
+            return f"{text} · {self.status}"
+        eta = self.eta
+        return text + (f" · about {_clock(eta)} left" if eta is not None else "")
+
+
+def _clock(seconds: float) -> str:
+    """"42 s", "3 min 05 s", "1 h 02 min"."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
 
 class Job:
     """One unit of background work.
@@ -159,6 +186,11 @@ class JobRegistry:
             job = self._jobs.get(name)
             if job is not None and job.snapshot().finished:
                 del self._jobs[name]
+
+    def all(self) -> list[Job]:
+        """Every job still registered, running or finished, oldest first."""
+        with self._lock:
+            return sorted(self._jobs.values(), key=lambda j: j._start)
 
     def running(self) -> list[Job]:
         """Jobs that have not finished."""

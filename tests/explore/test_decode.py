@@ -9,6 +9,8 @@ import torch
 from torch import nn
 
 from fisher_core.explore import (
+    decoder_skill,
+    decoder_warning,
     Decoder,
     DecoderConfig,
     default_likelihood,
@@ -234,3 +236,39 @@ def test_save_load_round_trip_is_exact(tmp_path):
         load_decoder(tmp_path / "missing")
     with pytest.raises(TypeError, match="decoder must be a Decoder"):
         save_decoder(nn.Linear(2, 2), tmp_path / "x")
+
+
+def test_a_decoder_that_learned_nothing_is_flagged_with_its_numbers():
+    """Issue 15: a faces decoder hit its time cap after 0 epochs and every decoded image was
+    flat grey, with no warning."""
+    z, x = _toy_set()
+    good = train_decoder(z, x, epochs=12, batch_size=32, lr=3e-3, seed=0, hidden=32,
+                         base_channels=16, max_seconds=None)
+    va, tr = good.val_index, np.setdiff1d(np.arange(len(z)), good.val_index)
+    base = float(((x[va] - x[tr].mean(0)) ** 2).mean())
+    assert good.metrics["val_mse_mean_image"] == pytest.approx(base, rel=1e-6)
+    assert decoder_skill(good.metrics) == pytest.approx(1 - good.metrics["val_mse"] / base)
+    assert decoder_skill(good.metrics) > 0.8 and decoder_warning(good.metrics) is None
+
+    noise = np.random.default_rng(1).normal(size=z.shape).astype(np.float32)  # says nothing
+    blind = train_decoder(noise, x, epochs=3, batch_size=32, seed=0, hidden=32,
+                          base_channels=16, max_seconds=None)
+    assert decoder_skill(blind.metrics) < 0.2
+    assert decoder_warning(blind.metrics).startswith("barely learned: held-out error")
+
+    capped = train_decoder(z, x, epochs=5, batch_size=32, seed=0, hidden=32,
+                           base_channels=16, max_seconds=1e-9)
+    metrics = capped.metrics | {"epochs": capped.train_result.epochs_completed}
+    assert capped.metrics["time_capped"] == 1.0 and metrics["epochs"] == 0
+    assert decoder_warning(metrics).startswith(
+        "trained for no complete epoch (it hit its time cap); its images are noise")
+    assert decoder_warning({"val_mse": 0.1}) is None  # older decoders: nothing to judge by
+
+
+def test_auto_time_budget_scales_with_the_data():
+    z, x = _toy_set(n=64)
+    res = train_decoder(z, x, epochs=1, batch_size=32, seed=0, hidden=32, base_channels=16,
+                        max_seconds="auto")
+    assert res.train_result.epochs_completed == 1
+    with pytest.raises(ValueError, match="max_seconds must be a number, None or 'auto'"):
+        train_decoder(z, x, epochs=1, max_seconds="soon")

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fisher_core.explore import DegenerateEmbeddingError, kernel_neighbors, pca_embed, umap_embed
+from fisher_core.explore import (
+    DegenerateEmbeddingError,
+    kernel_neighbors,
+    neighbor_scores,
+    pca_embed,
+    umap_embed,
+)
 
 
 def test_pca_matches_sklearn():
@@ -62,3 +68,19 @@ def test_duplicate_groups_and_constant_columns_still_get_finite_layouts():
         xy = umap_embed(x, n_epochs=30)
         assert np.isfinite(xy).all()
         assert np.isfinite(pca_embed(x)).all()
+
+
+def test_neighbor_scores_are_scale_free_and_match_a_loop():
+    """Issue 15: kernel values were not comparable between spaces (0.82 vs 8,563)."""
+    x = np.random.default_rng(2).normal(size=(30, 4)).astype(np.float32)
+    small, big = neighbor_scores(x, 5, k=4), neighbor_scores(1000 * x, 5, k=4)
+    np.testing.assert_array_equal(small["index"], big["index"])
+    np.testing.assert_allclose(small["cosine"], big["cosine"], rtol=1e-5)
+    np.testing.assert_allclose(small["percentile"], big["percentile"])
+    np.testing.assert_allclose(big["kernel"], 1e6 * small["kernel"], rtol=1e-4)
+    for j, c, p in zip(small["index"], small["cosine"], small["percentile"], strict=True):
+        ref_cos = x[5] @ x[j] / (np.linalg.norm(x[5]) * np.linalg.norm(x[j]))
+        assert c == pytest.approx(ref_cos, rel=1e-5)
+        lower = sum(float(x[5] @ x[i]) < float(x[5] @ x[j]) for i in range(30) if i != 5)
+        assert p == pytest.approx(100 * lower / 29)
+    assert small["percentile"][0] == pytest.approx(100 * 28 / 29)  # the nearest beats all

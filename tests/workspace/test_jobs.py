@@ -60,3 +60,25 @@ def test_registry_one_live_job_per_name():
     c.wait(5)
     reg.forget("x")
     assert reg.get("x") is None
+
+
+def test_snapshot_eta_is_the_rate_so_far_and_describe_says_it():
+    from fisher_core.workspace import JobSnapshot
+
+    def snap(done, elapsed, status="running"):
+        return JobSnapshot("j", status, done, 10.0, "epoch 2", elapsed, None)
+
+    assert snap(2.5, 30.0).eta == 90.0  # a quarter in 30 s: three quarters left take 90 s
+    assert snap(2.5, 30.0).describe() == "epoch 2 · 30 s · about 1 min 30 s left"
+    assert snap(0.1, 30.0).eta is None  # 1 %: too little to extrapolate from
+    assert snap(5.0, 1.0).eta is None  # too early
+    assert snap(10.0, 3725.0, "done").describe() == "epoch 2 · 1 h 02 min · done"
+    assert snap(10.0, 3725.0, "done").eta is None
+
+
+def test_registry_lists_all_jobs_oldest_first():
+    reg = JobRegistry()
+    a = reg.submit("a", lambda job: 1)
+    b = reg.submit("b", lambda job: 2)
+    a.wait(5), b.wait(5)
+    assert [j.name for j in reg.all()] == ["a", "b"]
