@@ -51,7 +51,9 @@ def _figure(xy: np.ndarray, ds: ImageDataset, colour_by: str, title: str):
         fig = px.scatter_3d(df, x="x", y="y", z="z", **kw)
         fig.update_traces(marker_size=2.5)
     else:
-        fig = px.scatter(df, x="x", y="y", **kw)
+        # SVG points up to 5,000 (each is clickable and hit-tested exactly); WebGL above
+        fig = px.scatter(df, x="x", y="y", render_mode="svg" if len(df) <= 5000 else "webgl",
+                         **kw)
         fig.update_traces(marker=dict(size=5, opacity=0.8))
         fig.update_layout(dragmode="lasso")
     fig.update_layout(margin=dict(l=0, r=0, t=40, b=0), legend_title_text=name or "")

@@ -106,5 +106,5 @@ def picked_image(ds: ImageDataset, i: int) -> None:
     c = st.columns([1, 3])
     c[0].image(to_display(ds.images[[i]], min_side=96)[0], width=96)
     attrs = [a for j, a in enumerate(ds.attribute_names) if ds.attributes[i, j]]
-    c[1].markdown(f"**{md(label_of(ds, i, width=60))}**  \n"
+    c[1].markdown(f"Picked **{md(label_of(ds, i, width=60))}**  \n"
                   + (md(", ".join(attrs)) if attrs else "no attributes"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from typing import Any
@@ -29,10 +30,35 @@ def workspace() -> Workspace:
     return _workspace(str(default_root()))
 
 
-@st.cache_resource(show_spinner="Generating the built-in dataset…", max_entries=16)
+class _Builtins:
+    """Built-in datasets generated once per process (by a page or the start-up thread)."""
+
+    def __init__(self) -> None:
+        self._d: dict[tuple, ImageDataset] = {}
+        self._lock = threading.Lock()  # one generation at a time; others wait for it
+
+    def get(self, name: str, options: tuple[tuple[str, Any], ...]) -> ImageDataset:
+        with self._lock:
+            if (name, options) not in self._d:
+                self._d[name, options] = load_builtin(name, **dict(options))
+            return self._d[name, options]
+
+    def ready(self, name: str, options: tuple[tuple[str, Any], ...] = ()) -> bool:
+        return (name, options) in self._d
+
+
+@st.cache_resource(show_spinner=False)
+def _builtins() -> _Builtins:
+    return _Builtins()
+
+
 def builtin_dataset(name: str, options: tuple[tuple[str, Any], ...] = ()) -> ImageDataset:
     """A built-in dataset, generated once per (name, options) and shared read-only."""
-    return load_builtin(name, **dict(options))
+    store = _builtins()
+    if store.ready(name, options):
+        return store.get(name, options)
+    with st.spinner("Generating the built-in dataset…"):
+        return store.get(name, options)
 
 
 def builtin_key(name: str, options: tuple[tuple[str, Any], ...] = ()) -> str:
@@ -104,10 +130,13 @@ def remember_in_url() -> None:
 
 def sidebar_status() -> None:
     """A reminder of the current dataset in the sidebar (drawn after the page ran, so it
-    shows what the page just chose)."""
-    ds, _ = current_dataset()
-    c, h, w = ds.shape
-    st.sidebar.caption(f"Dataset: **{md(ds.name)}** · {len(ds)} images · {c}×{h}×{w}")
+    shows what the page just chose; a page that needs no dataset does not make one)."""
+    if "dataset" not in st.session_state and "dataset" not in st.query_params:
+        st.sidebar.caption(f"Dataset: **{DEFAULT_BUILTIN[0]}** (default)")
+    else:
+        ds, _ = current_dataset()
+        c, h, w = ds.shape
+        st.sidebar.caption(f"Dataset: **{md(ds.name)}** · {len(ds)} images · {c}×{h}×{w}")
     st.sidebar.caption(f"Workspace: `{md(workspace().root)}`")
     note = st.session_state.pop("restore_note", None)
     if note:
@@ -123,7 +152,8 @@ def jobs() -> JobRegistry:
 
 @st.cache_resource(show_spinner=False)
 def start_warmup() -> Job:
-    """Once per server process: one torch thread per task, and UMAP compiled in the background.
+    """Once per server process: one torch thread per task; the default dataset generated and
+    UMAP compiled in the background, after the first page has had time to render.
 
     The app runs training, embedding and UMAP jobs in threads next to the page's own work
     (decoding on every slider move). With torch's default of one intra-op thread per core,
@@ -134,7 +164,14 @@ def start_warmup() -> Job:
     import torch
 
     torch.set_num_threads(1)
-    return jobs().submit("umap-warmup", lambda job: warmup_umap())
+    builtins = _builtins()
+
+    def warm(job: Job) -> None:
+        time.sleep(3.0)  # let the first page render before competing for the CPU
+        builtins.get(*DEFAULT_BUILTIN)  # most pages start from it
+        warmup_umap()
+
+    return jobs().submit("umap-warmup", warm)
 
 
 class _LRU:

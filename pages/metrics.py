@@ -14,6 +14,7 @@ from fisher_core.metrics import class_distance_matrix
 from fisher_core.workspace import (
     EntryError,
     edit_scores,
+    extractor_entry,
     extractor_name,
     fid_curves,
     list_models,
@@ -43,9 +44,10 @@ def _extractor_job(job):
 
 # ------------------------------------------------------------------ feature space for FID
 st.subheader("Feature space for FID")
-ext = workspace().exists("extractors", extractor_name(ds_key))
+ext_entry = extractor_entry(workspace(), ds_key)  # also finds one saved under an old name
+ext = ext_entry is not None
 if ext:
-    m = workspace().entry("extractors", extractor_name(ds_key)).meta.get("metrics", {})
+    m = ext_entry.meta.get("metrics", {})
     acc = {k: v for k, v in m.items() if "accuracy" in k and "/" not in k}
     st.caption("No Inception weights can be downloaded here: FID uses a small CNN trained on "
                "this dataset's labels and attributes (held-out "

@@ -6,6 +6,7 @@ feature extractors saved per embedding; background jobs. No maths of its own.
 from .decoders import (
     decoded_embeddings,
     edit_scores,
+    extractor_entry,
     extractor_name,
     fid_curves,
     load_embedding_decoder,
@@ -14,9 +15,11 @@ from .decoders import (
     train_extractor,
 )
 from .jobs import Job, JobRegistry, JobSnapshot
+from .names import derived_name
 from .runs import (
     ModelRun,
     RunLog,
+    best_model_name,
     data_config,
     list_models,
     load_saved_model,
@@ -24,7 +27,7 @@ from .runs import (
     saved_samples,
     train_and_save,
 )
-from .store import KINDS, Entry, EntryError, Workspace, default_root
+from .store import KINDS, Entry, EntryError, Workspace, check_name, default_root
 
 __all__ = [
     "KINDS",
@@ -36,10 +39,14 @@ __all__ = [
     "ModelRun",
     "RunLog",
     "Workspace",
+    "best_model_name",
+    "check_name",
     "data_config",
     "decoded_embeddings",
     "default_root",
+    "derived_name",
     "edit_scores",
+    "extractor_entry",
     "extractor_name",
     "fid_curves",
     "list_models",

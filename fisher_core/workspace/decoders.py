@@ -3,12 +3,13 @@
 - A decoder maps one saved embedding back to its images; it is stored as
   ``decoders/<embedding name>`` so that every page finds the decoder of an embedding by name.
 - A domain feature extractor (the FID feature space and attribute judge of a dataset) is
-  stored as ``extractors/<dataset slug>``.
+  stored as ``extractors/<extractor_name(dataset key)>`` with the dataset key in its metadata;
+  it is never used for another dataset. Its FID curves and edit scores are saved as
+  ``results/fid-alpha-<same>`` and ``results/edits-<same>``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -21,12 +22,14 @@ from ..metrics.features import (
     train_feature_extractor,
 )
 from ..training.events import ProgressEvent
-from .store import EntryError, Workspace
+from .names import derived_name, legacy_clean
+from .store import NAME_MAX, Entry, EntryError, Workspace, check_name
 
 __all__ = [
     "decoded_embeddings",
     "edit_scores",
     "fid_curves",
+    "extractor_entry",
     "extractor_name",
     "load_embedding_decoder",
     "load_extractor",
@@ -35,9 +38,36 @@ __all__ = [
 ]
 
 
+# Result names put these before the extractor's name; the longest must still fit in a name.
+RESULT_PREFIXES = ("fid-alpha-", "edits-")
+EXTRACTOR_NAME_MAX = NAME_MAX - max(len(p) for p in RESULT_PREFIXES)
+
+
 def extractor_name(dataset_key: str) -> str:
-    """Workspace name of a dataset's feature extractor."""
-    return re.sub(r"[^A-Za-z0-9_.\-]+", "-", dataset_key).strip("-.")[:80] or "dataset"
+    """Workspace name of a dataset's feature extractor (and, prefixed, of its results).
+
+    The key itself when it is a valid name of at most 70 characters (so that
+    ``fid-alpha-<name>`` fits in 80); otherwise a readable prefix and a hash of the whole key,
+    so that distinct keys never share an extractor (see :func:`.names.derived_name`).
+    """
+    return derived_name(dataset_key, limit=EXTRACTOR_NAME_MAX, fallback="dataset")
+
+
+def _legacy_extractor_name(dataset_key: str) -> str:
+    """The name FisherLab gave extractors before names were hashed (cut at 80, may collide)."""
+    return legacy_clean(dataset_key).strip("-.")[:80] or "dataset"
+
+
+def extractor_entry(workspace: Workspace, dataset_key: str) -> Entry | None:
+    """The saved feature extractor of ``dataset_key``, or None when it has none.
+
+    Also finds one saved by an older FisherLab under the name it used then, unless its
+    metadata says it was trained for another dataset.
+    """
+    try:
+        return _extractor(workspace, dataset_key, load=False)[0]
+    except (EntryError, ValueError, OSError):
+        return None
 
 
 def train_embedding_decoder(
@@ -77,8 +107,7 @@ def train_embedding_decoder(
 def load_embedding_decoder(workspace: Workspace, embedding_name: str) -> Decoder | None:
     """The saved decoder of ``embedding_name``, or None when it has none (or it is unreadable)."""
     try:
-        entry = workspace.entry("decoders", embedding_name)
-        return load_decoder(entry.path)
+        return workspace.read("decoders", embedding_name, lambda e: load_decoder(e.path))
     except (EntryError, ValueError, OSError):
         return None
 
@@ -101,23 +130,56 @@ def train_extractor(
     cancel: Any = None,
     **options: Any,
 ) -> tuple[DomainFeatureExtractor, dict[str, Any]]:
-    """Train and save the domain feature extractor of a dataset (FID features, attributes)."""
+    """Train and save the domain feature extractor of a dataset (FID features, attributes).
+
+    Saved as ``extractors/<extractor_name(dataset_key)>``, recording ``dataset_key``.
+    """
+    name = extractor_name(dataset_key)
     result = train_feature_extractor(ds, callback=callback, cancel=cancel, **options)
     metrics = {k: (float(v) if isinstance(v, (int, float)) else v)
                for k, v in result.metrics.items()}
     meta = {"dataset": dataset_key, "metrics": metrics}
-    with workspace.writer("extractors", extractor_name(dataset_key), meta) as folder:
+    with workspace.writer("extractors", name, meta) as folder:
         save_feature_extractor(result.extractor, folder, metrics=metrics)
     return result.extractor, metrics
 
 
 def load_extractor(workspace: Workspace, dataset_key: str) -> DomainFeatureExtractor | None:
-    """The saved feature extractor of ``dataset_key``, or None."""
+    """The saved feature extractor of ``dataset_key``, or None (none saved for this dataset,
+    or unreadable). An extractor recorded as trained for another dataset is never returned."""
     try:
-        return load_feature_extractor(
-            workspace.entry("extractors", extractor_name(dataset_key)).path)
+        return _extractor(workspace, dataset_key, load=True)[1]
     except (EntryError, ValueError, OSError):
         return None
+
+
+def _extractor(workspace: Workspace, dataset_key: str, *, load: bool
+               ) -> tuple[Entry | None, DomainFeatureExtractor | None]:
+    """(entry, extractor or None unless ``load``) of ``dataset_key``; (None, None) if none.
+
+    Raises
+    ------
+    EntryError
+        The extractor found under the dataset's name was trained for another dataset.
+    """
+    def check(e: Entry) -> tuple[Entry, DomainFeatureExtractor | None]:
+        made_for = e.meta.get("dataset")
+        if made_for is not None and made_for != dataset_key:  # older ones record nothing
+            raise EntryError(
+                f"extractors/{e.name} was trained for dataset {made_for!r}, not "
+                f"{dataset_key!r}; train a feature extractor for this dataset "
+                "(train_extractor, or the button on the Metrics page).")
+        return e, (load_feature_extractor(e.path) if load else None)
+
+    for name in dict.fromkeys([extractor_name(dataset_key),
+                               _legacy_extractor_name(dataset_key)]):
+        try:
+            check_name(name)
+        except EntryError:
+            continue  # an old name that was never valid: nothing saved under it
+        if workspace.exists("extractors", name):
+            return workspace.read("extractors", name, check)
+    return None, None
 
 
 def fid_curves(
@@ -135,13 +197,16 @@ def fid_curves(
     """FID-vs-α rows (space, kind, alpha, fid, extractor) for decoded embeddings ``names``.
 
     Uses the dataset's saved feature extractor (train one with :func:`train_extractor`); the
-    rows are also saved as ``results/fid-alpha-<dataset>``.
+    rows are also saved as ``results/fid-alpha-<extractor_name(dataset_key)>``. Every name is
+    checked before the computation starts.
     """
     import numpy as np
 
     from ..metrics.evaluate import fid_vs_alpha
 
+    result = check_name(f"fid-alpha-{extractor_name(dataset_key)}")  # before any work
     extractor = _require_extractor(workspace, dataset_key)
+    _require_spaces(workspace, names)
     alphas = np.linspace(0.0, 1.0, 11) if alphas is None else alphas
     rows: list[dict[str, Any]] = []
     for k, name in enumerate(names):
@@ -152,7 +217,7 @@ def fid_curves(
         rows += [{"space": name, "kind": emb.kind, "alpha": a, "fid": f,
                   "extractor": out["extractor"], "n_pairs": n_pairs}
                  for a, f in zip(out["alphas"], out["fid"], strict=True)]
-    workspace.save_result(f"fid-alpha-{extractor_name(dataset_key)}", {"rows": rows})
+    workspace.save_result(result, {"rows": rows})
     return rows
 
 
@@ -171,15 +236,18 @@ def edit_scores(
     """Attribute-edit success and preservation per space and strength (judged by the dataset's
     feature extractor's attribute heads).
 
-    Returns this call's rows. They are merged into ``results/edits-<dataset>``: rows saved
-    earlier for other (space, attribute) pairs are kept, those for the same pairs replaced,
-    so scoring one attribute after another builds up the whole table.
+    Returns this call's rows. They are merged into
+    ``results/edits-<extractor_name(dataset_key)>``: rows saved earlier for other (space,
+    attribute) pairs are kept, those for the same pairs replaced, so scoring one attribute
+    after another builds up the whole table. Every name is checked before any computation.
     """
     from ..metrics.evaluate import attribute_edit_scores
 
     if attribute not in ds.attribute_names:
         raise ValueError(f"attribute must be one of {ds.attribute_names}; got {attribute!r}.")
+    result = check_name(f"edits-{extractor_name(dataset_key)}")  # before any work
     extractor = _require_extractor(workspace, dataset_key)
+    _require_spaces(workspace, names)
     rows: list[dict[str, Any]] = []
     for k, name in enumerate(names):
         emb, dec = workspace.load_embedding(name), _require_decoder(workspace, name)
@@ -189,7 +257,6 @@ def edit_scores(
             n_sources=n_sources, attribute_names=ds.attribute_names, seed=seed,
             progress=_stage(progress, k, len(names), name))
         rows += [{"space": name, "kind": emb.kind, **r} for r in out]
-    result = f"edits-{extractor_name(dataset_key)}"
     try:
         earlier = workspace.load_result(result)[0].get("rows", [])
     except EntryError:
@@ -201,11 +268,24 @@ def edit_scores(
 
 
 def _require_extractor(workspace: Workspace, dataset_key: str) -> DomainFeatureExtractor:
-    extractor = load_extractor(workspace, dataset_key)
+    try:
+        extractor = _extractor(workspace, dataset_key, load=True)[1]
+    except EntryError:
+        raise  # trained for another dataset: say whose it is
+    except (ValueError, OSError):
+        extractor = None
     if extractor is None:
         raise ValueError("this dataset has no feature extractor yet; train one first "
                          "(train_extractor, or the button on the Metrics page).")
     return extractor
+
+
+def _require_spaces(workspace: Workspace, names: list[str]) -> None:
+    """Every space has a saved embedding and a decoder: checked before any computation."""
+    for name in names:
+        workspace.entry("embeddings", name)  # EntryError: no embedding named …
+        if not workspace.exists("decoders", name):
+            raise ValueError(f"embedding {name!r} has no decoder; train one first.")
 
 
 def _require_decoder(workspace: Workspace, name: str) -> Decoder:

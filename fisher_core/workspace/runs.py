@@ -23,11 +23,13 @@ from ..models import MODEL_FAMILIES, build_model, load_model, save_model
 from ..training.events import ProgressEvent, TrainResult
 from ..training.loop import train
 from ..utils.io import atomic_write_json, read_json
-from .store import Entry, EntryError, Workspace
+from .names import derived_name
+from .store import Entry, EntryError, Workspace, check_name
 
 __all__ = [
     "ModelRun",
     "RunLog",
+    "best_model_name",
     "data_config",
     "list_models",
     "load_saved_model",
@@ -108,6 +110,12 @@ def data_config(family: str, ds: ImageDataset) -> dict[str, Any]:
     return {k: v for k, v in out.items() if k in fields}
 
 
+def best_model_name(name: str) -> str:
+    """Name of the best-checkpoint twin of model ``name``: ``<name>-best``, shortened with a
+    hash of ``name`` when that would pass 80 characters (it always ends in ``-best``)."""
+    return derived_name(check_name(name), suffix=BEST_SUFFIX)
+
+
 def _metrics(model: nn.Module, result: TrainResult, n_train: int) -> dict[str, Any]:
     h = result.history
     bpd = [b for b in h.get("epoch_bits_per_dim", []) if b is not None]
@@ -170,16 +178,22 @@ def train_and_save(
         distance between real (training and held-out) and generated sets every this many
         steps (:class:`fisher_core.metrics.FisherMonitor`); ``None`` picks about 12 evaluations
         per run. The history is saved as ``monitor.json``, and the weights with the best
-        held-out value as a second model ``<name>-best``.
+        held-out value as a second model :func:`best_model_name` (``<name>-best``).
     dataset_key : str
         Recorded with the saved model, so pages can list the models of a dataset.
 
     Returns
     -------
     ModelRun
+
+    Raises
+    ------
+    EntryError
+        ``name`` is not a valid workspace name (checked before training).
     """
     if not 0.0 <= val_fraction <= 0.5:
         raise ValueError(f"val_fraction must be in [0, 0.5]; got {val_fraction!r}.")
+    best_name = best_model_name(name) if workspace is not None and name else None
     cfg = {**data_config(family, ds), **(config or {})}
     log = log if log is not None else RunLog()
     with torch.random.fork_rng():
@@ -218,7 +232,7 @@ def train_and_save(
                 atomic_write_json(folder / MONITOR_FILE, {"history": monitor.history,
                                                           "best": monitor.best})
         if monitor is not None and monitor.best_state is not None:
-            _save_best(workspace, name, model, monitor, meta)
+            _save_best(workspace, best_name, name, model, monitor, meta)
     return ModelRun(model, result, name, metrics)
 
 
@@ -235,13 +249,15 @@ def _monitor(model: nn.Module, train_ds: ImageDataset, val: np.ndarray | None, e
     return FisherMonitor(model, train_ds.images, val, every=every, n=64, seed=seed)
 
 
-def _save_best(workspace: Workspace, name: str, model: nn.Module, monitor, meta: dict) -> None:
-    """Save the weights with the best held-out Fisher distance as ``models/<name>-best``."""
+def _save_best(workspace: Workspace, best_name: str, name: str, model: nn.Module, monitor,
+               meta: dict) -> None:
+    """Save the weights with the best held-out Fisher distance as ``models/<best_name>``."""
     best = build_model(type(model).family, **dataclasses.asdict(model.config))
     best.load_state_dict(monitor.best_state)
     metrics = {**meta["metrics"], "monitor_step": monitor.best["step"],
                "heldout_fd": monitor.best["heldout_fd"]}
-    with workspace.writer("models", name + BEST_SUFFIX, {**meta, "metrics": metrics}) as folder:
+    best_meta = {**meta, "metrics": metrics, "best_of": name}
+    with workspace.writer("models", best_name, best_meta) as folder:
         save_model(best, folder, metrics=metrics)
         atomic_write_json(folder / MONITOR_FILE, {"history": monitor.history,
                                                   "best": monitor.best})
@@ -263,34 +279,48 @@ def load_saved_model(workspace: Workspace, name: str) -> tuple[nn.Module, dict[s
     EntryError
         The entry is missing or its files are unreadable.
     """
-    entry = workspace.entry("models", name)
-    try:
+    def load(entry: Entry) -> tuple[nn.Module, dict[str, Any]]:
         model = load_model(entry.path)
+        try:
+            history = read_json(entry.path / HISTORY_FILE)
+        except (OSError, ValueError):
+            if not workspace.is_live(entry):
+                raise  # replaced under us, not saved without history: read again
+            history = {}
+        return model, history
+
+    try:
+        model, history = workspace.read("models", name, load)
+    except EntryError:
+        raise
     except (ValueError, OSError) as exc:
         raise EntryError(f"models/{name} could not be loaded: {exc}") from exc
-    try:
-        history = read_json(entry.path / HISTORY_FILE)
-    except (OSError, ValueError):
-        history = {}
     model.eval()
     return model, history
 
 
 def saved_monitor(workspace: Workspace, name: str) -> dict[str, Any] | None:
     """The Fisher-distance training monitor of ``models/name`` (GANs), or None."""
-    path = workspace.entry("models", name).path / MONITOR_FILE
-    try:
-        return read_json(path) if path.exists() else None
-    except (OSError, ValueError):
-        return None
+    return _optional(workspace, name, lambda e: read_json(e.path / MONITOR_FILE))
 
 
 def saved_samples(workspace: Workspace, name: str) -> np.ndarray | None:
     """The samples drawn at the last epoch of ``models/name``'s training, or None."""
-    path = workspace.entry("models", name).path / SAMPLES_FILE
-    if not path.exists():
-        return None
+    return _optional(workspace, name,
+                     lambda e: np.load(e.path / SAMPLES_FILE, allow_pickle=False))
+
+
+def _optional(workspace: Workspace, name: str, loader: Callable[[Entry], Any]) -> Any:
+    """``loader(entry)`` of ``models/name``, or None when its file is missing or unreadable.
+
+    Raises
+    ------
+    EntryError
+        The model itself does not exist.
+    """
     try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError):
-        return None
+        return workspace.read("models", name, loader)
+    except EntryError:
+        raise
+    except (OSError, ValueError):  # a file this model was saved without (read() retried
+        return None                # when it was missing because a save replaced the version)

@@ -145,3 +145,67 @@ def _slider_flow(page, url, tmp_path, name: str, slider_label: str) -> None:
     after = _image_sources(page)
     assert len(after) == len(before) and after != before, f"{name}: nothing changed"
     page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
+
+
+def test_work_is_never_lost_in_browser(tmp_path):
+    """Issue 15, each defect reproduced as a person meets it: the family switch, the stale
+    save name, a reload, the flat-grey decoder, and a UMAP click choosing an end point."""
+    require_browser()
+    home = tmp_path / "ws"
+    home.mkdir()
+    with streamlit_server(home) as url, browser_page() as page:
+        # The save box follows the loaded dataset (it used to keep the previous name).
+        open_with_builtin(page, url, "digits", "Data")
+        assert page.get_by_label("Name").input_value() == "digits"
+        # A reload keeps the dataset (it used to fall back to the faces).
+        page.reload()
+        wait_idle(page)
+        assert page.get_by_text("Current dataset: digits").count() == 1
+        assert "dataset=builtin" in page.url
+        # Switching the model family starts from that family's defaults and name.
+        page.get_by_text("Train", exact=True).first.click()
+        wait_idle(page)
+        _set_number(page, "Epochs", 1)
+        page.get_by_label("Model family").click()
+        page.get_by_role("option", name="vae").click()
+        wait_idle(page)
+        assert page.get_by_label("Save as").input_value() == "digits-vae"
+        assert page.get_by_label("Epochs", exact=True).input_value() == "9"
+        assert_no_exception(page, "train family switch")
+        # A decoder that learned nothing is flagged where it is used.
+        _grey_decoder(home)
+        page.get_by_text("Interpolate", exact=True).first.click()
+        wait_idle(page)
+        assert page.get_by_text("trained for no complete epoch").count() >= 1
+        assert_no_exception(page, "interpolate with a weak decoder")
+        page.screenshot(path=str(tmp_path / "weak-decoder.png"), full_page=True)
+        # Clicking a UMAP point hands it to Interpolate as image A.
+        page.get_by_text("Embeddings", exact=True).first.click()
+        wait_idle(page)
+        page.get_by_role("button", name="Compute Fisher vectors").click()
+        page.get_by_text("UMAP of").first.wait_for(timeout=120_000)
+        wait_idle(page)
+        point = page.locator('[data-testid="stPlotlyChart"] .scatterlayer path.point').nth(40)
+        point.click(force=True)
+        page.get_by_role("button", name="Interpolate from it (A)").wait_for(timeout=60_000)
+        wait_idle(page)
+        clicked = page.get_by_text("Picked #").first.inner_text()
+        index = int(clicked.split("#")[1].split(" ")[0])
+        page.get_by_role("button", name="Interpolate from it (A)").click()
+        wait_idle(page)
+        page.get_by_text("Interpolate", exact=True).first.click()
+        wait_idle(page)
+        assert page.get_by_label("Image A (index)").input_value() == str(index)
+        assert_no_exception(page, "interpolate after a click")
+
+
+def _grey_decoder(home) -> None:
+    """A decoder of the digits' pixels stopped by its time cap before one epoch."""
+    from fisher_core import Workspace, load_builtin
+    from fisher_core.embeddings import pixel_embedding
+    from fisher_core.workspace import train_embedding_decoder
+
+    ws, ds = Workspace(home), load_builtin("digits")
+    ws.save_embedding(pixel_embedding(ds, dataset_key="builtin:digits"), "digits-pixels")
+    train_embedding_decoder(ws, "digits-pixels", ds, epochs=1, max_seconds=1e-9, hidden=16,
+                            base_channels=4)
