@@ -102,7 +102,7 @@ def _set_number(page, label: str, value) -> None:
 def _train_flow(page, url, tmp_path) -> None:
     """Digits: train a small PixelCNN for two epochs; the run view and saved list update."""
     open_with_builtin(page, url, "digits", "Train")
-    for label, value in [("hidden", 8), ("Epochs", 1)]:
+    for label, value in [("feature maps", 8), ("Epochs", 1)]:
         _set_number(page, label, value)
     page.get_by_role("button", name="Train", exact=True).click()
     page.get_by_text("Saved model digits-pixelcnn").first.wait_for(timeout=300_000)
