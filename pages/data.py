@@ -124,8 +124,8 @@ st.subheader("Save to the workspace")
 save_cols = st.columns([3, 1])
 if st.session_state.get("data_save_for") != ds_key:  # another dataset: offer its own name
     st.session_state["data_save_for"] = ds_key
-    st.session_state.pop("data_save_name", None)
-save_name = save_cols[0].text_input("Name", value=ds.name, key="data_save_name",
+    st.session_state["data_save_name"] = ds.name  # set, not dropped: the browser shows it
+save_name = save_cols[0].text_input("Name", key="data_save_name",
                                     label_visibility="collapsed")
 if save_cols[1].button("Save", key="data_save", width="stretch"):
     st.session_state["data_save_request"] = save_name

@@ -34,12 +34,14 @@ defaults = getattr(model_cls, "training_defaults", {})
 # a name derived from the current dataset, never from the previous choice.
 fk = f"{family}_{ds_key}"
 if st.session_state.get("train_form_for") != fk:
+    # set, not dropped: a dropped key would leave the browser showing the old values
     st.session_state["train_form_for"] = fk
-    for k in ("train_epochs", "train_batch", "train_lr", "train_seed", "train_minutes",
-              "train_name", "train_preset"):
-        st.session_state.pop(k, None)
+    st.session_state.update({
+        "train_preset": "balanced", "train_epochs": preset_epochs(family, "balanced"),
+        "train_batch": int(defaults.get("batch_size", 64)),
+        "train_lr": float(defaults.get("lr", 1e-3)), "train_seed": 0, "train_minutes": 10.0,
+        "train_name": slug(f"{ds.name}-{family}")})
 epochs_key = "train_epochs"
-st.session_state.setdefault(epochs_key, preset_epochs(family, "balanced"))
 
 
 def _apply_preset() -> None:
@@ -47,7 +49,7 @@ def _apply_preset() -> None:
         family, st.session_state.get("train_preset") or "balanced")
 
 
-st.segmented_control("Preset", list(PRESETS), default="balanced", key="train_preset",
+st.segmented_control("Preset", list(PRESETS), key="train_preset",
                      on_change=_apply_preset, help="Sets the number of epochs; the estimates "
                      "below are measured on this machine for the current settings.")
 with st.form(f"train_form_{fk}"):
@@ -56,15 +58,14 @@ with st.form(f"train_form_{fk}"):
     st.markdown("**Training**")
     c = st.columns(5)
     epochs = c[0].number_input("Epochs", 1, 500, key=epochs_key, help=TRAIN_HELP["epochs"])
-    batch = c[1].number_input("Batch size", 1, 4096, int(defaults.get("batch_size", 64)),
-                              key="train_batch", help=TRAIN_HELP["batch_size"])
-    lr = c[2].number_input("Learning rate", 1e-6, 1.0, float(defaults.get("lr", 1e-3)),
-                           format="%.0e", key="train_lr", help=TRAIN_HELP["lr"])
-    seed = c[3].number_input("Seed", 0, 2**31 - 1, 0, key="train_seed",
-                             help=TRAIN_HELP["seed"])
-    minutes = c[4].number_input("Time limit (min)", 0.5, 600.0, 10.0, step=0.5,
-                                key="train_minutes", help=TRAIN_HELP["minutes"])
-    name = st.text_input("Save as", slug(f"{ds.name}-{family}"), key="train_name")
+    batch = c[1].number_input("Batch size", 1, 4096, key="train_batch",
+                              help=TRAIN_HELP["batch_size"])
+    lr = c[2].number_input("Learning rate", 1e-6, 1.0, format="%.0e", key="train_lr",
+                           help=TRAIN_HELP["lr"])
+    seed = c[3].number_input("Seed", 0, 2**31 - 1, key="train_seed", help=TRAIN_HELP["seed"])
+    minutes = c[4].number_input("Time limit (min)", 0.5, 600.0, step=0.5, key="train_minutes",
+                                help=TRAIN_HELP["minutes"])
+    name = st.text_input("Save as", key="train_name")
     go = st.form_submit_button("Train", type="primary")
 
 show_estimate(ds, ds_key, family, config, int(batch), int(epochs))
