@@ -167,7 +167,7 @@ def test_work_is_never_lost_in_browser(tmp_path):
         wait_idle(page)
         _set_number(page, "Epochs", 1)
         page.get_by_label("Model family").click()
-        page.get_by_role("option", name="vae").click()
+        page.get_by_role("option", name="vae", exact=True).click()
         wait_idle(page)
         assert page.get_by_label("Save as").input_value() == "digits-vae"
         assert page.get_by_label("Epochs", exact=True).input_value() == "9"
