@@ -182,6 +182,7 @@ def test_work_is_never_lost_in_browser(tmp_path):
         # Clicking a UMAP point hands it to Interpolate as image A.
         page.get_by_text("Embeddings", exact=True).first.click()
         wait_idle(page)
+        page.get_by_text("Compute a new embedding").click()  # folded: an embedding exists
         page.get_by_role("button", name="Compute Fisher vectors").click()
         page.get_by_text("UMAP of").first.wait_for(timeout=120_000)
         wait_idle(page)
