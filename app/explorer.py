@@ -55,7 +55,8 @@ def _figure(xy: np.ndarray, ds: ImageDataset, colour_by: str, title: str):
         fig = px.scatter(df, x="x", y="y", render_mode="svg" if len(df) <= 5000 else "webgl",
                          **kw)
         fig.update_traces(marker=dict(size=5, opacity=0.8))
-        fig.update_layout(dragmode="lasso")
+        # no dragmode: Streamlit then pans on drag and selects on click (plotly ignores clicks
+        # in lasso mode); the lasso and box tools are one click away in the chart's toolbar
     fig.update_layout(margin=dict(l=0, r=0, t=40, b=0), legend_title_text=name or "")
     return fig
 
@@ -147,8 +148,9 @@ def _plot_and_select(xy: np.ndarray, emb: Embedding, ds: ImageDataset, colour_by
             _grid(ds, chosen[:40])
             st.caption(md(selection_summary(ds, chosen)))
         else:
-            st.caption("Select points with the lasso or box tool to see their images here; "
-                       "click one point to pick its image for the other pages.")
+            st.caption("Click a point to pick its image for the other pages. Select points "
+                       "with the lasso or box tool (the chart's toolbar) to see their images "
+                       "here.")
         st.markdown("**Nearest neighbours under the Fisher kernel**")
         qkey = f"nn_idx_{key}"
         if (q := take_pick("query")) is not None:

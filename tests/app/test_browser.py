@@ -85,6 +85,7 @@ def _embeddings_flow(page, url, tmp_path) -> None:
     wait_idle(page)
     assert_no_exception(page, "embeddings")
     page.screenshot(path=str(tmp_path / "embeddings-umap.png"), full_page=True)
+    page.locator('[data-testid="stPlotlyChart"] [data-title="Lasso Select"]').first.click()
     chart = page.locator('[data-testid="stPlotlyChart"] .nsewdrag').first
     _lasso(page, chart.bounding_box())
     page.get_by_text("selected (first 40 shown)").wait_for(timeout=60_000)
@@ -187,7 +188,11 @@ def test_work_is_never_lost_in_browser(tmp_path):
         page.get_by_text("UMAP of").first.wait_for(timeout=120_000)
         wait_idle(page)
         point = page.locator('[data-testid="stPlotlyChart"] .scatterlayer path.point').nth(40)
-        point.click(force=True)
+        box = point.bounding_box()
+        page.mouse.move(box["x"] - 10, box["y"] - 10)  # plotly clicks the hovered point
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=5)
+        page.mouse.down()
+        page.mouse.up()
         page.get_by_role("button", name="Interpolate from it (A)").wait_for(timeout=60_000)
         wait_idle(page)
         clicked = page.get_by_text("Picked #").first.inner_text()
