@@ -15,7 +15,15 @@ from app.widgets import md, montage
 from fisher_core.data import ImageDataset
 from fisher_core.models import MODEL_FAMILIES, build_model, config_help
 from fisher_core.training import step_seconds
-from fisher_core.workspace import Job, RunLog, data_config, train_and_save
+from fisher_core.workspace import (
+    Job,
+    RunLog,
+    data_config,
+    discard_run,
+    interrupted_runs,
+    resume_run,
+    train_and_save,
+)
 
 # Options of string-valued config fields (the config classes validate them again).
 CHOICES = {
@@ -158,6 +166,43 @@ def start(name: str, ds: ImageDataset, family: str, config: dict, opts: dict,
           ds_key: str) -> None:
     """Start training as the background job ``train:<name>``."""
     jobs().submit(f"train:{name}", _train_job, ds, family, config, opts, name, ds_key)
+
+
+def _resume_job(job: Job, ds: ImageDataset, name: str) -> dict[str, Any]:
+    log = RunLog()
+
+    def callback(event) -> None:
+        job.report(event.step, max(event.total_steps, 1),
+                   f"resumed · epoch {event.epoch} · step {event.step:,}/{event.total_steps:,}")
+        if event.kind != "step" or event.step % 5 == 0:
+            job.publish(log=log.state())
+
+    run = resume_run(workspace(), name, ds, callback=callback, cancel=job.cancel_event,
+                     log=log)
+    job.publish(log=log.state())
+    return {"metrics": run.metrics, "message": run.result.message,
+            "stopped": run.result.stopped_reason, "name": name}
+
+
+def interrupted_panel(ds: ImageDataset, ds_key: str) -> None:
+    """Runs of this dataset whose process died (a killed server): resume or discard them."""
+    runs = [r for r in interrupted_runs(workspace(), ds_key)
+            if not ((j := jobs().get(f"train:{r['name']}")) and not j.snapshot().finished)]
+    if not runs:
+        return
+    st.subheader("Interrupted runs")
+    for r in runs:
+        planned = r["options"].get("epochs")
+        c = st.columns([4, 1, 1])
+        c[0].markdown(f"**{md(r['name'])}** · {r['family']} · stopped after "
+                      f"{r['epochs_done']} of {planned} epochs (its process ended).")
+        if c[1].button("Resume", key=f"resume_{r['name']}", type="primary"):
+            jobs().submit(f"train:{r['name']}", _resume_job, ds, r["name"])
+            st.session_state["train_job"] = f"train:{r['name']}"
+            st.rerun()
+        if c[2].button("Discard", key=f"discard_{r['name']}"):
+            discard_run(workspace(), r["name"])
+            st.rerun()
 
 
 def _monitor_panel(fig: go.Figure, monitor: list[dict[str, float]], **pos: int) -> None:

@@ -10,6 +10,7 @@ from app.train_ui import (
     TRAIN_HELP,
     config_form,
     draw_run,
+    interrupted_panel,
     live,
     monitor_figure,
     preset_epochs,
@@ -86,6 +87,8 @@ if request is not None:
         start(name, ds, request[1], request[2], request[3], ds_key)
         st.session_state["train_job"] = f"train:{name}"
 
+interrupted_panel(ds, ds_key)
+
 job_name = st.session_state.get("train_job")
 job = jobs().get(job_name) if job_name else None
 if job is not None:
@@ -112,13 +115,17 @@ if not saved:
 rows = []
 for e in saved:
     m = e.meta.get("metrics", {})
+    bpd = m.get("val_bits_per_dim")  # none for an energy model: it has no likelihood
     rows.append({"model": e.name, "family": e.meta.get("family"),
-                 "bits/dim (val)": m.get("val_bits_per_dim"), "epochs": m.get("epochs"),
+                 "bits/dim (val)": float("nan") if bpd is None else bpd,
+                 "epochs": m.get("epochs"),
                  "parameters": m.get("parameters"), "seconds": m.get("seconds"),
                  "stopped": m.get("stopped"),
                  "best held-out step": m.get("monitor_step")})
 st.dataframe(pd.DataFrame(rows), hide_index=True,
-             column_config={"bits/dim (val)": st.column_config.NumberColumn(format="%.3f")})
+             column_config={"bits/dim (val)": st.column_config.NumberColumn(
+                 format="%.3f", help="Held-out bits per dimension; empty for an EBM-GAN, "
+                 "which has no likelihood (its Fisher monitor judges it instead).")})
 pick = st.selectbox("Samples of", [e.name for e in saved], key="train_samples_of")
 grid = saved_samples(workspace(), pick)
 if grid is not None:

@@ -3,6 +3,7 @@ extractors and results written atomically; trained runs and their logs; decoders
 feature extractors saved per embedding; background jobs. No maths of its own.
 """
 
+from .checkpoints import checkpoint_dir, discard_run, interrupted_runs
 from .decoders import (
     decoded_embeddings,
     edit_scores,
@@ -23,6 +24,7 @@ from .runs import (
     data_config,
     list_models,
     load_saved_model,
+    resume_run,
     saved_monitor,
     saved_samples,
     train_and_save,
@@ -40,19 +42,23 @@ __all__ = [
     "RunLog",
     "Workspace",
     "best_model_name",
+    "checkpoint_dir",
     "check_name",
     "data_config",
     "decoded_embeddings",
     "default_root",
+    "discard_run",
     "derived_name",
     "edit_scores",
     "extractor_entry",
     "extractor_name",
+    "interrupted_runs",
     "fid_curves",
     "list_models",
     "load_embedding_decoder",
     "load_extractor",
     "load_saved_model",
+    "resume_run",
     "saved_monitor",
     "saved_samples",
     "train_and_save",

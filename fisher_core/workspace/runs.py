@@ -8,6 +8,7 @@ written atomically, so a crash mid-save leaves the previous version readable.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import tempfile
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from ..models import MODEL_FAMILIES, build_model, load_model, save_model
 from ..training.events import ProgressEvent, TrainResult
 from ..training.loop import train
 from ..utils.io import atomic_write_json, read_json
+from .checkpoints import checkpoint_dir, discard_run, interrupted_runs, start_run
 from .names import derived_name
 from .store import Entry, EntryError, Workspace, check_name
 
@@ -33,6 +35,7 @@ __all__ = [
     "data_config",
     "list_models",
     "load_saved_model",
+    "resume_run",
     "saved_monitor",
     "saved_samples",
     "train_and_save",
@@ -153,6 +156,7 @@ def train_and_save(
     early_stopping_patience: int | None = 3,
     log: RunLog | None = None,
     monitor_every: int | None = None,
+    resume: bool = False,
 ) -> ModelRun:
     """Build a model of ``family`` for ``ds``, train it, and save it to the workspace.
 
@@ -181,6 +185,9 @@ def train_and_save(
         held-out value as a second model :func:`best_model_name` (``<name>-best``).
     dataset_key : str
         Recorded with the saved model, so pages can list the models of a dataset.
+    resume : bool, default=False
+        Continue run ``name`` from its last checkpoint in the workspace (see
+        :func:`resume_run`); the settings must be those it was started with.
 
     Returns
     -------
@@ -214,12 +221,34 @@ def train_and_save(
         log(event)
         if callback is not None:
             callback(event)
-    with tempfile.TemporaryDirectory(prefix="fisherlab-ckpt-") as ckpt:
+    # An energy model's "validation NLL" is −D(x), not a likelihood: no early stopping or
+    # best-epoch restore on it (its Fisher monitor picks the best step instead).
+    normalized = getattr(type(model), "normalized", True)
+    patience = early_stopping_patience if normalized else None
+    request = {"family": family, "config": config or {}, "dataset_key": dataset_key or ds.name,
+               "options": {"epochs": epochs, "batch_size": batch_size, "lr": lr,
+                           "val_fraction": val_fraction, "seed": seed, "n_samples": n_samples,
+                           "max_seconds": max_seconds,
+                           "early_stopping_patience": early_stopping_patience,
+                           "monitor_every": monitor_every}}
+    with contextlib.ExitStack() as stack:
+        if workspace is not None and name:  # checkpoints outlive this process
+            ckpt = checkpoint_dir(workspace, name)
+            if not (resume and ckpt.is_dir()):
+                if resume:
+                    raise EntryError(f"no interrupted run named {name!r} to resume; start "
+                                     "it again.")
+                start_run(workspace, name, request)
+        else:
+            if resume:
+                raise ValueError("resume=True needs workspace= and name= (where the run's "
+                                 "checkpoints live).")
+            ckpt = stack.enter_context(tempfile.TemporaryDirectory(prefix="fisherlab-ckpt-"))
         result = train(model, train_ds.images, val_images=val, epochs=epochs,
                        batch_size=batch_size, lr=lr, seed=seed, callback=report,
-                       n_samples=n_samples, early_stopping_patience=early_stopping_patience,
-                       restore_best=val is not None, checkpoint_dir=ckpt, cancel=cancel,
-                       max_seconds=max_seconds)
+                       n_samples=n_samples, early_stopping_patience=patience,
+                       restore_best=val is not None and normalized, checkpoint_dir=ckpt,
+                       cancel=cancel, max_seconds=max_seconds, resume=resume)
     metrics = _metrics(model, result, len(train_ds))
     if workspace is not None and name and result.stopped_reason != "nan":
         meta = {"dataset": dataset_key or ds.name, "family": family, "metrics": metrics}
@@ -233,7 +262,37 @@ def train_and_save(
                                                           "best": monitor.best})
         if monitor is not None and monitor.best_state is not None:
             _save_best(workspace, best_name, name, model, monitor, meta)
+    if workspace is not None and name:
+        discard_run(workspace, name)  # saved (or diverged): nothing left to resume
     return ModelRun(model, result, name, metrics)
+
+
+def resume_run(workspace: Workspace, name: str, ds: ImageDataset, **kwargs: Any) -> ModelRun:
+    """Continue interrupted run ``name`` from its last checkpoint and save it as planned.
+
+    Parameters
+    ----------
+    workspace : Workspace
+    name : str
+        A run listed by :func:`fisher_core.workspace.interrupted_runs`.
+    ds : ImageDataset
+        The dataset it was started on (its ``dataset_key`` says which).
+    **kwargs
+        ``callback``, ``cancel``, ``log`` for :func:`train_and_save`.
+
+    Returns
+    -------
+    ModelRun
+        As from an uninterrupted run: the same final weights (training is deterministic
+        per seed and resumes at an epoch boundary).
+    """
+    runs = {r["name"]: r for r in interrupted_runs(workspace)}
+    if name not in runs:
+        raise EntryError(f"no interrupted run named {name!r} to resume; start it again.")
+    run = runs[name]
+    return train_and_save(ds, run["family"], config=run["config"], workspace=workspace,
+                          name=name, dataset_key=run["dataset_key"], resume=True,
+                          **run["options"], **kwargs)
 
 
 def _monitor(model: nn.Module, train_ds: ImageDataset, val: np.ndarray | None, epochs: int,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -215,3 +216,32 @@ def _grey_decoder(home) -> None:
     ws.save_embedding(pixel_embedding(ds, dataset_key="builtin:digits"), "digits-pixels")
     train_embedding_decoder(ws, "digits-pixels", ds, epochs=1, max_seconds=1e-9, hidden=16,
                             base_channels=4)
+
+
+def test_training_survives_a_server_restart(tmp_path):
+    """Issue 15: a killed server lost the running training job. Its checkpoints now live in
+    the workspace; after a restart the Train page offers to resume it, and it finishes."""
+    require_browser()
+    home = tmp_path / "ws"
+    home.mkdir()
+    ckpt = home / "checkpoints" / "digits-pixelcnn" / "checkpoint.json"
+    with streamlit_server(home) as url, browser_page() as page:
+        open_with_builtin(page, url, "digits", "Train")
+        for label, value in [("feature maps", 8), ("Epochs", 40)]:
+            _set_number(page, label, value)
+        page.get_by_role("button", name="Train", exact=True).click()
+        deadline = time.time() + 240
+        while not ckpt.exists():  # the first epoch is checkpointed
+            assert time.time() < deadline, "no checkpoint after 240 s"
+            time.sleep(0.5)
+    # the server is gone mid-run; a new one opens the same workspace
+    with streamlit_server(home) as url, browser_page() as page:
+        open_with_builtin(page, url, "digits", "Train")
+        assert page.get_by_text("Interrupted runs").count() == 1
+        page.screenshot(path=str(tmp_path / "resume.png"), full_page=True)
+        page.get_by_role("button", name="Resume").click()
+        page.get_by_text("Saved model digits-pixelcnn").first.wait_for(timeout=400_000)
+        wait_idle(page)
+        assert_no_exception(page, "resumed training")
+        assert page.get_by_text("Interrupted runs").count() == 0
+    assert not ckpt.parent.exists()

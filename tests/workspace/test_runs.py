@@ -92,3 +92,55 @@ def test_gan_run_records_the_fisher_monitor_and_saves_the_best_checkpoint(tmp_pa
     assert ws.entry("models", "gan-best").meta["metrics"]["monitor_step"] == best["step"]
     assert sorted(e.name for e in list_models(ws, "d")) == ["gan", "gan-best"]
     assert best_model.log_prob(torch.from_numpy(ds.images[:4])).shape == (4,)
+
+
+class _Killed(Exception):
+    """Stands for the process dying mid-run (the server killed)."""
+
+
+def test_a_run_killed_mid_training_resumes_to_the_uninterrupted_weights(tmp_path):
+    """Issue 15: a killed server lost the running job (checkpoints lived in a temporary
+    folder). Now they live in the workspace and the run resumes from its last epoch."""
+    from fisher_core.workspace import discard_run, interrupted_runs, resume_run
+
+    ds = load_builtin("digits").subset(np.arange(150))
+    cfg = dict(hidden=4, n_blocks=2, head_hidden=4)
+    ref_ws = Workspace(tmp_path / "ref")
+    ref = train_and_save(ds, "pixelcnn", config=cfg, epochs=3, batch_size=32, seed=1,
+                         workspace=ref_ws, name="px", dataset_key="d")
+
+    ws = Workspace(tmp_path / "ws")
+
+    def die_in_epoch_3(event):
+        if event.kind == "step" and event.epoch == 3:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        train_and_save(ds, "pixelcnn", config=cfg, epochs=3, batch_size=32, seed=1,
+                       workspace=ws, name="px", dataset_key="d", callback=die_in_epoch_3)
+    assert not ws.exists("models", "px")
+    (run,) = interrupted_runs(ws, dataset_key="d")
+    assert (run["name"], run["family"], run["epochs_done"]) == ("px", "pixelcnn", 2)
+    assert interrupted_runs(ws, dataset_key="other") == []
+
+    again = resume_run(ws, "px", ds)
+    assert again.result.epochs_completed == 3 and interrupted_runs(ws) == []
+    for (k, a), b in zip(ref.model.state_dict().items(), again.model.state_dict().values(),
+                         strict=True):
+        assert torch.equal(a, b), k
+    saved, _ = load_saved_model(ws, "px")
+    assert torch.equal(next(iter(saved.state_dict().values())),
+                       next(iter(ref.model.state_dict().values())))
+    with pytest.raises(EntryError, match="no interrupted run named 'px'"):
+        resume_run(ws, "px", ds)
+    discard_run(ws, "px")  # forgetting a run that is not there is fine
+
+
+def test_an_energy_model_is_not_early_stopped_on_its_unnormalised_nll(tmp_path):
+    """Issue 15: an EBM-GAN run ended with "validation NLL did not improve"; −D(x) is not a
+    likelihood, so only the Fisher monitor judges it."""
+    ds = load_builtin("digits").subset(np.arange(200))
+    run = train_and_save(ds, "ebgan", config=dict(g_width=4, d_width=4, latent_dim=4),
+                         epochs=4, batch_size=32, early_stopping_patience=1, seed=0,
+                         monitor_every=1000)
+    assert run.result.stopped_reason == "completed" and run.result.epochs_completed == 4
