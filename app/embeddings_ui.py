@@ -14,6 +14,9 @@ from fisher_core.embeddings import (
     POOLS,
     Embedding,
     activation_embedding,
+    export_csv,
+    export_npz,
+    export_projector_zip,
     fisher_score_embedding,
     fisher_vector_embedding,
     latent_embedding,
@@ -204,3 +207,25 @@ def deep_status() -> None:
         select_embedding(jobs().get(job_name).result)
         del st.session_state["deep_job"]
         st.toast(f"Saved embedding {st.session_state['embedding_name']}")
+
+
+def export_buttons(emb: Embedding, ds: ImageDataset, key: str) -> None:
+    """Downloads of an embedding: npz (with labels and what made it), CSV, and the files of
+    TensorBoard's Embedding Projector (vectors, metadata, sprite) in one zip. Each file is
+    made only when its button is clicked."""
+    if emb.n != len(ds):
+        return  # the explorer says why
+    stem = slug(key.split("@")[0])
+    c = st.columns([1, 1, 2, 3])
+    c[0].download_button("npz", lambda: export_npz(emb, ds), f"{stem}.npz",
+                         mime="application/octet-stream", key=f"exp_npz_{key}",
+                         icon=":material/download:")
+    c[1].download_button("CSV", lambda: export_csv(emb, ds), f"{stem}.csv", mime="text/csv",
+                         key=f"exp_csv_{key}", icon=":material/download:")
+    c[2].download_button("Projector files (zip)",
+                         lambda: export_projector_zip(emb, ds, max_points=10_000),
+                         f"{stem}-projector.zip", mime="application/zip",
+                         key=f"exp_proj_{key}", icon=":material/download:",
+                         help="vectors.tsv, metadata.tsv, sprite.png and projector_config.pbtxt "
+                              "for projector.tensorflow.org or TensorBoard (at most 10,000 "
+                              "points, a seeded sample beyond that).")

@@ -5,6 +5,7 @@ import streamlit as st
 from app.embeddings_ui import (
     deep_form,
     deep_status,
+    export_buttons,
     gmm_fv_form,
     pick_saved,
     pixels_button,
@@ -41,4 +42,5 @@ if picked is None:
     st.stop()
 emb, key = picked
 st.caption(f"{emb.n:,} × {emb.dim:,} · {emb.label()}")
+export_buttons(emb, ds, key)
 explore(emb, ds, key)

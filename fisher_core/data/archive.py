@@ -1,28 +1,39 @@
-"""Zip archives of images (ImageFolder convention or flat, optional attributes.csv)."""
+"""Zip archives of images (ImageFolder convention or flat, optional attributes.csv), or of an
+images + labels IDX pair. Members are sorted out in one pass (time linear in their number);
+what they hold is checked from headers before anything large is decoded.
+"""
 
 from __future__ import annotations
 
-import csv
-import io
+import gzip
 import posixpath
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 
+from .attributes import check_csv_size, read_attributes
+from .convert import ImagePlan, StreamSource, convert, plan_images
 from .errors import DatasetError
-from .idx import gunzip_limited, read_idx
+from .idx import IdxHeader, finish_stream, read_header
+from .images import decode_images, probe_images
 from .limits import Limits
+from .streams import gzip_errors, member_errors, read_up_to
+from .zipmembers import MemberTable
 
-__all__ = ["open_zip", "read_image_zip", "ZipContent"]
+__all__ = ["ZipContent", "open_zip", "read_image_zip"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 _JUNK = ("__MACOSX/", ".DS_Store", "Thumbs.db", "desktop.ini")
+_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 
 
 @dataclass
 class ZipContent:
-    """What a zip of images held, before validation into an ImageDataset."""
+    """What a zip held: float32 (N, C, H, W) images in [0, 1] and their side arrays."""
 
     images: np.ndarray
     labels: np.ndarray | None
@@ -31,26 +42,49 @@ class ZipContent:
     attribute_names: list[str] | None
 
 
-def open_zip(data: bytes, limits: Limits, what: str) -> zipfile.ZipFile:
-    """Open a zip and check entry count, declared sizes and member names before any read."""
+def open_zip(data: bytes, limits: Limits, what: str) -> MemberTable:
+    """List a zip's members (count checked first) and check their declared sizes, names,
+    encryption and compression before any is read.
+
+    The declared sizes are a true bound: a member is never read beyond its declared size
+    (and fails its CRC check if its data was longer).
+    """
     try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-        infos = zf.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
+        table = MemberTable.read_directory(data, limits.max_entries, what)
+    except zipfile.BadZipFile as exc:
         raise DatasetError(f"{what} is not a valid zip archive ({exc}); re-create it.") from None
-    if len(infos) > limits.max_entries:
-        raise DatasetError(
-            f"{what} holds {len(infos)} entries, more than the limit of {limits.max_entries}."
-        )
-    total = sum(i.file_size for i in infos)
+    total = int(table.usize.sum())
     if total > limits.max_uncompressed_bytes:
         raise DatasetError(
             f"{what} would expand to {total} bytes, more than the limit of "
             f"{limits.max_uncompressed_bytes}; it may be a zip bomb. Upload a smaller archive."
         )
-    for info in infos:
-        _check_member_name(info.filename, what)
-    return zf
+    for name in table.names:
+        _check_member_name(name, what)
+    # a local header (30 bytes) and the compressed data must lie inside the archive
+    outside = np.flatnonzero((table.offset < 0)
+                             | (table.offset + 30 + table.csize > len(data)))
+    if outside.size:
+        raise DatasetError(
+            f"{what} is truncated or corrupt (member {table.names[outside[0]]!r} lies outside "
+            "the archive); re-create it."
+        )
+    encrypted = np.flatnonzero(table.flags & 0x1)
+    if encrypted.size:
+        raise DatasetError(
+            f"{what}: member {table.names[encrypted[0]]!r} is encrypted; upload an archive "
+            "without a password."
+        )
+    # only stored and deflated data are read, in bounded steps (no bzip2, LZMA, ...)
+    other = np.flatnonzero(~np.isin(table.method, _METHODS))
+    if other.size:
+        k = int(other[0])
+        raise DatasetError(
+            f"{what}: member {table.names[k]!r} uses a compression FisherLab does not read "
+            f"(method {table.method[k]}); re-create the archive with the standard (deflate) "
+            "compression."
+        )
+    return table
 
 
 def _check_member_name(name: str, what: str) -> None:
@@ -62,37 +96,26 @@ def _check_member_name(name: str, what: str) -> None:
         )
 
 
-def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: list[int], what: str) -> bytes:
-    """Read one member, never more than the remaining uncompressed budget (sizes can lie)."""
-    try:
-        with zf.open(info) as fh:
-            out = fh.read(budget[0] + 1)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
-        raise DatasetError(f"{what}: member {info.filename!r} is corrupt ({exc}).") from None
-    if len(out) > budget[0]:
-        raise DatasetError(
-            f"{what} expands beyond the limit of uncompressed bytes; it may be a zip bomb."
-        )
-    budget[0] -= len(out)
-    return out
-
-
 def _is_junk(name: str) -> bool:
-    return name.startswith("__MACOSX/") or posixpath.basename(name) in _JUNK \
-        or posixpath.basename(name).startswith("._")
+    base = posixpath.basename(name)
+    return name.startswith("__MACOSX/") or base in _JUNK or base.startswith("._")
 
 
-def read_image_zip(zf: zipfile.ZipFile, limits: Limits, what: str,
+def read_image_zip(table: MemberTable, limits: Limits, what: str,
                    resize_to: tuple[int, int] | None) -> ZipContent:
-    """Decode a zip of PNG/JPEG images (or an images+labels IDX pair)."""
-    files = [i for i in zf.infolist() if not i.is_dir() and not _is_junk(i.filename)]
-    budget = [limits.max_uncompressed_bytes]
-    idx_files = [i for i in files if _looks_idx(i.filename)]
-    if idx_files:
-        return _read_idx_pair(zf, idx_files, files, budget, limits, what)
-    csv_info = [i for i in files if posixpath.basename(i.filename).lower() == "attributes.csv"]
-    images = [i for i in files if i.filename.lower().endswith(IMAGE_EXTENSIONS)]
-    others = [i.filename for i in files if i not in images and i not in csv_info]
+    """Decode a zip of PNG/JPEG images (or an images+labels IDX pair) within ``limits``."""
+    files = [k for k, n in enumerate(table.names) if not n.endswith("/") and not _is_junk(n)]
+    if any(_looks_idx(table.names[k]) for k in files):
+        return _read_idx_pair(table, files, limits, what, resize_to)
+    images, csvs, others = [], [], []
+    for k in files:  # one pass: each member is looked at once
+        name = table.names[k]
+        if posixpath.basename(name).lower() == "attributes.csv":
+            csvs.append(k)
+        elif name.lower().endswith(IMAGE_EXTENSIONS):
+            images.append(k)
+        else:
+            others.append(name)
     if others:
         raise DatasetError(
             f"{what} contains {len(others)} file(s) that are not PNG/JPEG images, e.g. "
@@ -104,14 +127,16 @@ def read_image_zip(zf: zipfile.ZipFile, limits: Limits, what: str,
         raise DatasetError(
             f"{what} holds {len(images)} images, more than the limit of {limits.max_images}."
         )
-    images.sort(key=lambda i: i.filename)
-    labels, class_names = _folder_labels([i.filename for i in images], what)
-    arrays = [_decode(read_member(zf, i, budget, what), i.filename, limits) for i in images]
-    stacked = _stack(arrays, [i.filename for i in images], resize_to, what)
+    images.sort(key=table.names.__getitem__)
+    members = table.subset(images)
+    if csvs:
+        check_csv_size(int(table.usize[csvs[0]]), len(members), what)  # before any image
+    labels, class_names = _folder_labels(members.names, what)
+    plan = probe_images(members, what, limits, resize_to)
     attributes, attribute_names = None, None
-    if csv_info:
-        text = read_member(zf, csv_info[0], budget, what)
-        attributes, attribute_names = _read_attributes(text, [i.filename for i in images], what)
+    if csvs:  # parsed before the pixels are decoded: a bad table fails fast
+        attributes, attribute_names = read_attributes(table, csvs[0], members.names, what)
+    stacked = decode_images(members, plan, what)
     return ZipContent(stacked, labels, class_names, attributes, attribute_names)
 
 
@@ -120,24 +145,81 @@ def _looks_idx(name: str) -> bool:
     return "ubyte" in low or low.endswith((".idx", ".idx.gz")) or "-idx" in low
 
 
-def _read_idx_pair(zf, idx_files, files, budget, limits, what) -> ZipContent:
-    extra = [i.filename for i in files if i not in idx_files]
+@contextmanager
+def _idx_stream(table: MemberTable, k: int) -> Iterator[tuple[BinaryIO, bool]]:
+    """The member's data stream, through gzip if it is gzipped; and whether it is."""
+    with table.open(k) as fh:
+        gzipped = read_up_to(fh, 2) == b"\x1f\x8b"
+    with table.open(k) as fh:
+        if not gzipped:
+            yield fh, False
+            return
+        with gzip.GzipFile(fileobj=fh) as gz:
+            yield gz, True
+
+
+def _read_idx_pair(table: MemberTable, files: list[int], limits: Limits, what: str,
+                   resize_to: tuple[int, int] | None) -> ZipContent:
+    idx_files = [k for k in files if _looks_idx(table.names[k])]
+    extra = [table.names[k] for k in files if not _looks_idx(table.names[k])]
     if extra:
         raise DatasetError(f"{what} mixes IDX files with other files, e.g. {extra[0]!r}.")
-    arrays = []
-    for info in idx_files:
-        raw = read_member(zf, info, budget, what)
-        if raw[:2] == b"\x1f\x8b":
-            raw = gunzip_limited(raw, budget[0], f"{what}/{info.filename}")
-        arrays.append(read_idx(raw, f"{what}/{info.filename}"))
-    imgs = [a for a in arrays if a.ndim >= 3]
-    labs = [a for a in arrays if a.ndim == 1]
-    if len(imgs) != 1 or len(labs) > 1 or len(arrays) != len(imgs) + len(labs):
+    headers: list[tuple[int, IdxHeader]] = []
+    expanded = 0
+    for k in idx_files:
+        name = f"{what}/{table.names[k]}"
+        with member_errors(what, table.names[k]), gzip_errors(name), \
+                _idx_stream(table, k) as (fh, gzipped):
+            hdr = read_header(fh, name, gzipped=gzipped)
+        if not gzipped and int(table.usize[k]) - hdr.size != hdr.data_bytes:
+            raise DatasetError(hdr.mismatch(name, int(table.usize[k]) - hdr.size))
+        expanded += hdr.size + hdr.data_bytes
+        if expanded > limits.max_uncompressed_bytes:  # from the headers, before any data
+            raise DatasetError(
+                f"{what} decompresses to more than {limits.max_uncompressed_bytes} bytes; it "
+                "may be a decompression bomb. Upload a smaller file or raise "
+                "max_uncompressed_bytes."
+            )
+        headers.append((k, hdr))
+    imgs = [(k, h) for k, h in headers if len(h.dims) >= 3]
+    labs = [(k, h) for k, h in headers if len(h.dims) == 1]
+    if len(imgs) != 1 or len(labs) > 1 or len(headers) != len(imgs) + len(labs):
         raise DatasetError(
             f"{what} must hold one images IDX file (3-D) and at most one labels IDX file "
-            f"(1-D); found arrays of shapes {[a.shape for a in arrays]}."
+            f"(1-D); found arrays of shapes {[h.dims for _, h in headers]}."
         )
-    return ZipContent(imgs[0], labs[0] if labs else None, None, None, None)
+    k, hdr = imgs[0]
+    plan = plan_images(hdr.dims, hdr.dtype, limits, resize_to)
+    labels = None
+    if labs:
+        lk, lhdr = labs[0]
+        if lhdr.dims != (plan.n,):  # checked before the images are read
+            raise DatasetError(
+                f"labels must hold one entry per image ({plan.n}); got shape {lhdr.dims}."
+            )
+        labels = _read_idx_data(table, lk, lhdr, what, limits, None)
+    images = _read_idx_data(table, k, hdr, what, limits, plan)
+    return ZipContent(images, labels, None, None, None)
+
+
+def _read_idx_data(table: MemberTable, k: int, hdr: IdxHeader, what: str, limits: Limits,
+                   plan: ImagePlan | None) -> np.ndarray:
+    """The data of an IDX member: converted images if ``plan`` is given, else the array."""
+    name = f"{what}/{table.names[k]}"
+    with member_errors(what, table.names[k]), gzip_errors(name), \
+            _idx_stream(table, k) as (fh, gzipped):
+        read_header(fh, name, gzipped=gzipped)
+        if plan is None:
+            data = read_up_to(fh, hdr.data_bytes)
+            if len(data) < hdr.data_bytes:
+                raise DatasetError(hdr.mismatch(name, len(data)))
+            out = np.frombuffer(data, hdr.dtype).reshape(hdr.dims)
+        else:
+            out = convert(plan, StreamSource(fh, hdr.dtype, hdr.dims,
+                                             lambda got: hdr.mismatch(name, got)))
+        if gzipped:
+            finish_stream(fh, hdr, name, limits.max_uncompressed_bytes)
+    return out
 
 
 def _folder_labels(names: list[str], what: str) -> tuple[np.ndarray | None, list[str] | None]:
@@ -159,84 +241,3 @@ def _folder_labels(names: list[str], what: str) -> tuple[np.ndarray | None, list
     lookup = {c: i for i, c in enumerate(classes)}
     return np.array([lookup[r[0]] for r in rest], dtype=np.int64), classes
 
-
-def _decode(data: bytes, name: str, limits: Limits) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            w, h = im.size  # read from the header, before decoding any pixel
-            if w * h > limits.max_image_pixels:
-                raise DatasetError(
-                    f"image {name!r} is {w}×{h} = {w * h} pixels, more than the limit of "
-                    f"{limits.max_image_pixels} (decompression-bomb guard); shrink it."
-                )
-            im.load()
-            mode = "RGB" if im.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LA") else "L"
-            if im.mode == "P" and "transparency" not in im.info:
-                mode = "RGB"
-            arr = np.asarray(im.convert(mode))
-    except DatasetError:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DatasetError(f"image {name!r} could not be decoded ({exc}); re-save it.") from None
-    except Image.DecompressionBombError as exc:  # pragma: no cover - caught by the size check
-        raise DatasetError(f"image {name!r} is too large ({exc}).") from None
-    return arr if arr.ndim == 3 else arr[:, :, None]  # (H, W, C)
-
-
-def _stack(arrays: list[np.ndarray], names: list[str], resize_to, what: str) -> np.ndarray:
-    channels = max(a.shape[2] for a in arrays)
-    if channels == 3:
-        arrays = [np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a for a in arrays]
-    sizes = {a.shape[:2] for a in arrays}
-    if len(sizes) > 1:
-        if resize_to is None:
-            first = arrays[0].shape[:2]
-            odd = next(n for n, a in zip(names, arrays, strict=True) if a.shape[:2] != first)
-            raise DatasetError(
-                f"{what}: images have different sizes (e.g. {names[0]!r} is {first}, {odd!r} "
-                "differs); choose a common size to resize them to."
-            )
-        from PIL import Image
-
-        h, w = resize_to
-        arrays = [
-            np.asarray(Image.fromarray(a.squeeze(-1) if a.shape[2] == 1 else a).resize(
-                (w, h), Image.BILINEAR)).reshape(h, w, -1)
-            for a in arrays
-        ]
-    return np.stack(arrays)  # (N, H, W, C) uint8
-
-
-def _read_attributes(text: bytes, names: list[str], what: str) -> tuple[np.ndarray, list[str]]:
-    try:
-        rows = list(csv.reader(io.StringIO(text.decode("utf-8-sig"))))
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise DatasetError(f"{what}: attributes.csv is not UTF-8 CSV ({exc}).") from None
-    rows = [r for r in rows if any(c.strip() for c in r)]
-    if len(rows) < 2 or len(rows[0]) < 2 or rows[0][0].strip().lower() != "filename":
-        raise DatasetError(
-            f"{what}: attributes.csv must start with a header 'filename,attr1,attr2,...' "
-            "followed by one row per image."
-        )
-    header = [c.strip() for c in rows[0][1:]]
-    table: dict[str, list[bool]] = {}
-    truthy, falsy = {"1", "true", "yes"}, {"0", "false", "no", "-1"}
-    for r in rows[1:]:
-        if len(r) != len(header) + 1:
-            raise DatasetError(f"{what}: attributes.csv row {r!r} has the wrong number of fields.")
-        vals = []
-        for c in r[1:]:
-            c = c.strip().lower()
-            if c not in truthy | falsy:
-                raise DatasetError(f"{what}: attributes.csv value {c!r} is not 0/1 or true/false.")
-            vals.append(c in truthy)
-        table[r[0].strip()] = vals
-    out = []
-    for n in names:
-        key = n if n in table else posixpath.basename(n)
-        if key not in table:
-            raise DatasetError(f"{what}: attributes.csv has no row for image {n!r}.")
-        out.append(table[key])
-    return np.array(out, dtype=bool), header

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .convert import ArraySource, convert, plan_images
 from .dataset import ImageDataset
 from .errors import DatasetError
 from .limits import Limits
 
-__all__ = ["images_to_nchw", "build_dataset", "encode_labels"]
-
-_CHANNELS = (1, 3, 4)
+__all__ = ["assemble_dataset", "build_dataset", "encode_labels", "images_to_nchw",
+           "side_arrays"]
 
 
 def images_to_nchw(x: np.ndarray, limits: Limits, *, resize_to: tuple[int, int] | None = None
@@ -19,92 +19,11 @@ def images_to_nchw(x: np.ndarray, limits: Limits, *, resize_to: tuple[int, int] 
 
     Accepts (N, H, W), (N, H, W, C) or (N, C, H, W) with C ∈ {1, 3, 4} (alpha is dropped);
     uint8 (÷255), uint16 (÷65535), other integers in [0, 255], bool, or floats in [0, 1] or
-    [0, 255].
+    [0, 255]. Shape, dtype and limits are checked before any value is converted; the values
+    are converted block by block into the one output array.
     """
-    if x.dtype == object:
-        raise DatasetError("images are Python objects, not numbers; save a numeric array.")
-    if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
-        raise DatasetError(f"images must be numeric; got dtype {x.dtype}.")
-    if np.issubdtype(x.dtype, np.complexfloating):
-        raise DatasetError("images must be real numbers; got a complex array.")
-    if x.ndim == 2:
-        raise DatasetError(
-            f"images must be a stack of images (N, H, W) or (N, H, W, C); got a single 2-D "
-            f"array of shape {x.shape}. Add a leading axis for one image."
-        )
-    if x.ndim not in (3, 4):
-        raise DatasetError(
-            f"images must have 3 or 4 dimensions ((N, H, W), (N, H, W, C) or (N, C, H, W)); "
-            f"got {x.ndim} dimensions, shape {x.shape}."
-        )
-    if x.shape[0] == 0:
-        raise DatasetError("the file holds zero images; supply at least one image.")
-    if x.ndim == 3:
-        x = x[:, None]
-    elif x.shape[-1] in _CHANNELS and x.shape[1] not in _CHANNELS:
-        x = np.moveaxis(x, -1, 1)  # (N, H, W, C) -> (N, C, H, W)
-    elif x.shape[1] not in _CHANNELS:
-        raise DatasetError(
-            f"cannot tell the channel axis of shape {x.shape}: expected 1, 3 or 4 channels "
-            "first (N, C, H, W) or last (N, H, W, C)."
-        )
-    if x.shape[1] == 4:
-        x = x[:, :3]  # drop alpha
-    n, c, h, w = x.shape
-    if n > limits.max_images:
-        raise DatasetError(
-            f"{n} images exceed the limit of {limits.max_images}; upload a subset "
-            "or raise max_images."
-        )
-    if min(h, w) < 2:
-        raise DatasetError(f"images must be at least 2×2 pixels; got {h}×{w}.")
-    if resize_to is None and max(h, w) > limits.max_side:
-        raise DatasetError(
-            f"images of {h}×{w} pixels exceed the {limits.max_side}-pixel limit; "
-            "resize them (choose a size) or raise max_side."
-        )
-    if n * c * h * w > limits.max_total_values:
-        raise DatasetError(
-            f"{n}×{c}×{h}×{w} values exceed the limit of {limits.max_total_values}; "
-            "upload fewer or smaller images."
-        )
-    x = _to_unit_float(x)
-    if resize_to is not None and (h, w) != tuple(resize_to):
-        x = ImageDataset(x).resize(resize_to).images
-    return x
-
-
-def _to_unit_float(x: np.ndarray) -> np.ndarray:
-    if x.dtype == np.bool_:
-        return x.astype(np.float32)
-    if x.dtype == np.uint8:
-        return x.astype(np.float32) / 255.0
-    if x.dtype == np.uint16:
-        return x.astype(np.float32) / 65535.0
-    if np.issubdtype(x.dtype, np.integer):
-        lo, hi = int(x.min()), int(x.max())
-        if lo < 0 or hi > 255:
-            raise DatasetError(
-                f"integer images must lie in [0, 255]; got [{lo}, {hi}]. Rescale them first."
-            )
-        return x.astype(np.float32) / 255.0
-    x = x.astype(np.float32)
-    if not np.isfinite(x).all():
-        raise DatasetError("images contain NaN or infinite values; clean the data first.")
-    lo, hi = float(x.min()), float(x.max())
-    if lo < 0.0:
-        raise DatasetError(
-            f"float images must lie in [0, 1] (or [0, 255]); the minimum is {lo:.4g}. "
-            "Rescale them first."
-        )
-    if hi <= 1.0:
-        return x
-    if hi <= 255.0:
-        return x / 255.0
-    raise DatasetError(
-        f"float images must lie in [0, 1] (or [0, 255]); the maximum is {hi:.4g}. "
-        "Rescale them first."
-    )
+    x = np.asarray(x)
+    return convert(plan_images(x.shape, x.dtype, limits, resize_to), ArraySource(x))
 
 
 def encode_labels(labels: np.ndarray, n: int, class_names: list[str] | None
@@ -150,20 +69,22 @@ def _names(value: np.ndarray | None, what: str) -> list[str] | None:
     return [str(s) for s in v]
 
 
-def build_dataset(
-    images: np.ndarray,
+def side_arrays(
+    n: int,
     *,
-    limits: Limits,
-    name: str,
     labels: np.ndarray | None = None,
     class_names: np.ndarray | list[str] | None = None,
     attributes: np.ndarray | None = None,
     attribute_names: np.ndarray | list[str] | None = None,
-    resize_to: tuple[int, int] | None = None,
-) -> ImageDataset:
-    """Validate raw arrays and assemble an :class:`ImageDataset`."""
-    x = images_to_nchw(np.asarray(images), limits, resize_to=resize_to)
-    n = x.shape[0]
+) -> tuple[np.ndarray | None, list[str] | None, np.ndarray | None, list[str] | None]:
+    """Validate what comes with ``n`` images: labels (N,), class names, attributes (N, A),
+    attribute names. Cheap: callers run it before reading the images when they can.
+
+    Returns
+    -------
+    (labels, class_names, attributes, attribute_names)
+        int64 (N,) or None, list or None, (N, A) or None, list or None.
+    """
     cn = _names(class_names, "class_names") if not isinstance(class_names, list) else class_names
     y = None
     if labels is not None:
@@ -184,7 +105,40 @@ def build_dataset(
             raise DatasetError(
                 f"attributes must have one row per image ({n}); got shape {a.shape}."
             )
+    return y, cn, a, an
+
+
+def assemble_dataset(
+    images: np.ndarray,
+    *,
+    name: str,
+    labels: np.ndarray | None = None,
+    class_names: np.ndarray | list[str] | None = None,
+    attributes: np.ndarray | None = None,
+    attribute_names: np.ndarray | list[str] | None = None,
+) -> ImageDataset:
+    """An :class:`ImageDataset` from float32 (N, C, H, W) images already in [0, 1] (as
+    :func:`images_to_nchw` returns them: not copied) and their side arrays, validated."""
+    y, cn, a, an = side_arrays(images.shape[0], labels=labels, class_names=class_names,
+                               attributes=attributes, attribute_names=attribute_names)
     return ImageDataset(
-        images=x, labels=y, class_names=cn, attributes=a,
+        images=images, labels=y, class_names=cn, attributes=a,
         attribute_names=an or [], name=name,
     )
+
+
+def build_dataset(
+    images: np.ndarray,
+    *,
+    limits: Limits,
+    name: str,
+    labels: np.ndarray | None = None,
+    class_names: np.ndarray | list[str] | None = None,
+    attributes: np.ndarray | None = None,
+    attribute_names: np.ndarray | list[str] | None = None,
+    resize_to: tuple[int, int] | None = None,
+) -> ImageDataset:
+    """Validate raw arrays and assemble an :class:`ImageDataset`."""
+    x = images_to_nchw(np.asarray(images), limits, resize_to=resize_to)
+    return assemble_dataset(x, name=name, labels=labels, class_names=class_names,
+                            attributes=attributes, attribute_names=attribute_names)

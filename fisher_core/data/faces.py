@@ -7,7 +7,8 @@ brightness, contrast, slight rotation, pixel noise) so that models have somethin
 
 Rendering is vectorised: every image samples an affine map from pixel coordinates to face
 coordinates (u, v) ∈ [-1, 1]², where the shapes are simple implicit functions. Images are
-rendered at 2× resolution and box-filtered down for antialiasing.
+rendered at 2× resolution and box-filtered down for antialiasing, a few at a time, so that
+memory is the dataset itself plus a few MB whatever the number of faces.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import numpy as np
 __all__ = ["FACE_ATTRIBUTES", "render_faces"]
 
 FACE_ATTRIBUTES = ("smiling", "eyeglasses", "eyes_open", "hat")
+# Supersampled pixels rendered at a time: about 20 float64 temporaries of this size, ~3 MB.
+_CHUNK_PIXELS = 1 << 14
 
 
 def _nuisance(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
@@ -54,15 +57,36 @@ def render_faces(
     Returns
     -------
     ndarray of shape (N, 1, size, size), float32 in [0, 1]
+
+    Notes
+    -----
+    The random draws happen in one fixed order (all nuisance parameters, then the pixel
+    noise image by image), so rendering by chunks gives exactly the faces of rendering all
+    at once.
     """
     n = attributes.shape[0]
+    params = _nuisance(rng, n)  # drawn for all faces first, as they always were
+    out = np.empty((n, 1, size, size), dtype=np.float32)
+    step = max(1, _CHUNK_PIXELS // (2 * size) ** 2)
+    for i0 in range(0, n, step):
+        i1 = min(n, i0 + step)
+        img = _render(attributes[i0:i1], {k: v[i0:i1] for k, v in params.items()}, size)
+        # consecutive draws continue one stream: the same noise as one draw for all faces
+        img += rng.normal(0.0, noise, img.shape)
+        out[i0:i1, 0] = np.clip(img, 0.0, 1.0, out=img)
+    return out
+
+
+def _render(attributes: np.ndarray, params: dict[str, np.ndarray], size: int) -> np.ndarray:
+    """Noise-free faces, (k, size, size) float64: drawn at 2× and box-filtered down."""
+    n = attributes.shape[0]
     smile, glasses, eyes_open, hat = (attributes[:, i][:, None, None] for i in range(4))
-    p = {k: v[:, None, None] for k, v in _nuisance(rng, n).items()}
+    p = {k: v[:, None, None] for k, v in params.items()}
     ss = 2 * size  # supersampled resolution
     g = (np.arange(ss) + 0.5) / ss * 2.0 - 1.0  # pixel centres in [-1, 1]
     gy, gx = np.meshgrid(g, g, indexing="ij")  # (ss, ss)
     # Inverse affine map: image coords -> face coords (translate, rotate, scale).
-    x0, y0 = gx[None] - p["dx"], gy[None] - p["dy"]  # (N, ss, ss)
+    x0, y0 = gx[None] - p["dx"], gy[None] - p["dy"]  # (k, ss, ss)
     c, s = np.cos(p["angle"]), np.sin(p["angle"])
     u = (c * x0 + s * y0) / p["scale"]
     v = (-s * x0 + c * y0) / p["scale"]
@@ -96,6 +120,4 @@ def render_faces(
     img = np.where(hat & (brim | crown), p["hat_tone"], img)
     img = np.where(hat & brim & (np.abs(v + 0.72) < 0.025), ink + 0.3, img)
 
-    img = img.reshape(n, size, 2, size, 2).mean(axis=(2, 4))  # (N, size, size) box filter
-    img = img + rng.normal(0.0, noise, img.shape)
-    return np.clip(img, 0.0, 1.0).astype(np.float32)[:, None]  # (N, 1, H, W)
+    return img.reshape(n, size, 2, size, 2).mean(axis=(2, 4))  # (k, size, size) box filter

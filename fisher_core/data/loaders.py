@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import io
 import os
 import posixpath
-import zipfile
 from pathlib import Path
 from typing import BinaryIO
 
-import numpy as np
-
 from .archive import open_zip, read_image_zip
-from .arrays import build_dataset
+from .arrays import assemble_dataset
 from .dataset import ImageDataset
 from .errors import DatasetError
-from .idx import gunzip_limited, is_idx, read_idx
+from .idx import is_idx, load_idx_gz, load_plain_idx
 from .limits import Limits
+from .npyfile import load_npy, load_npz
 
 __all__ = ["load_file", "SUPPORTED_FORMATS"]
 
 SUPPORTED_FORMATS = (".npz", ".npy", ".zip", ".idx / -ubyte (optionally .gz)")
-_NPZ_KEYS = {"images", "labels", "class_names", "attributes", "attribute_names"}
 
 
 def load_file(
@@ -51,7 +47,8 @@ def load_file(
     **limits : int
         Overrides of :class:`fisher_core.data.Limits` (``max_bytes``, ``max_images``,
         ``max_image_pixels``, ``max_side``, ``max_entries``, ``max_uncompressed_bytes``,
-        ``max_total_values``).
+        ``max_total_values``). Every limit is checked from headers before the data is
+        decoded; see :class:`~fisher_core.data.Limits` for the memory budget.
 
     Returns
     -------
@@ -125,28 +122,20 @@ def _dispatch(data: bytes, name: str, lim: Limits, resize_to) -> ImageDataset:
     for ext in (".gz", ".npz", ".npy", ".zip", ".idx", ".ubyte"):
         stem = stem.removesuffix(ext)
     if data[:2] == b"\x1f\x8b":  # gzip: an IDX file (.gz) is the only gzipped format
-        data = gunzip_limited(data, lim.max_uncompressed_bytes, name)
-        if not is_idx(data[:4]):
-            raise DatasetError(f"{name} is gzipped but does not hold an IDX file.")
+        return assemble_dataset(load_idx_gz(data, name, lim, resize_to), name=stem)
     if data[:6] == b"\x93NUMPY":
-        return build_dataset(_load_npy(data, name), limits=lim, name=stem, resize_to=resize_to)
+        return load_npy(data, name, stem, lim, resize_to)
     if is_idx(data[:4]):
-        arr = read_idx(data, name)
-        if arr.ndim == 1:
-            raise DatasetError(
-                f"{name} is a labels IDX file; upload a zip holding both the images IDX file "
-                "and this labels file."
-            )
-        return build_dataset(arr, limits=lim, name=stem, resize_to=resize_to)
+        return assemble_dataset(load_plain_idx(data, name, lim, resize_to), name=stem)
     if data[:4] == b"PK\x03\x04" or data[:4] == b"PK\x05\x06":
-        zf = open_zip(data, lim, name)
-        members = [i.filename for i in zf.infolist()]
-        if low.endswith(".npz") or (members and all(m.endswith(".npy") for m in members)):
-            return _load_npz(data, name, stem, lim, resize_to)
-        c = read_image_zip(zf, lim, name, resize_to)
-        return build_dataset(
-            c.images, limits=lim, name=stem, labels=c.labels, class_names=c.class_names,
-            attributes=c.attributes, attribute_names=c.attribute_names, resize_to=resize_to,
+        table = open_zip(data, lim, name)
+        names = table.names
+        if low.endswith(".npz") or (names and all(n.endswith(".npy") for n in names)):
+            return load_npz(table, name, stem, lim, resize_to)
+        c = read_image_zip(table, lim, name, resize_to)
+        return assemble_dataset(
+            c.images, name=stem, labels=c.labels, class_names=c.class_names,
+            attributes=c.attributes, attribute_names=c.attribute_names,
         )
     if low.endswith((".npz", ".npy", ".zip", ".gz")):
         raise DatasetError(
@@ -155,56 +144,4 @@ def _dispatch(data: bytes, name: str, lim: Limits, resize_to) -> ImageDataset:
     raise DatasetError(
         f"unknown format for {name!r}; supported formats are " + ", ".join(SUPPORTED_FORMATS)
         + "."
-    )
-
-
-def _load_npy(data: bytes, name: str) -> np.ndarray:
-    try:
-        return np.load(io.BytesIO(data), allow_pickle=False)
-    except ValueError as exc:
-        if "pickle" in str(exc).lower() or "object" in str(exc).lower():
-            raise DatasetError(
-                f"{name} holds Python objects (a pickled array), which FisherLab never loads "
-                "for safety; save a numeric array instead (np.save with a numeric dtype)."
-            ) from None
-        raise DatasetError(f"{name} is truncated or corrupt ({exc}).") from None
-    except (OSError, EOFError) as exc:
-        raise DatasetError(f"{name} is truncated or corrupt ({exc}).") from None
-
-
-def _load_npz(data: bytes, name: str, stem: str, lim: Limits, resize_to) -> ImageDataset:
-    try:
-        npz = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise DatasetError(f"{name} is not a valid .npz file ({exc}).") from None
-    with npz:
-        keys = set(npz.files)
-        if "images" not in keys:
-            raise DatasetError(
-                f"{name} has no 'images' array (found {sorted(keys)}); save it with "
-                "np.savez(path, images=..., labels=...)."
-            )
-        unknown = keys - _NPZ_KEYS
-        if unknown:
-            raise DatasetError(
-                f"{name} has unexpected arrays {sorted(unknown)}; allowed are {sorted(_NPZ_KEYS)}."
-            )
-        arrays = {}
-        for k in keys:
-            try:
-                arrays[k] = npz[k]
-            except ValueError as exc:
-                if "pickle" in str(exc).lower() or "object" in str(exc).lower():
-                    raise DatasetError(
-                        f"{name}: array {k!r} holds Python objects (pickled), which FisherLab "
-                        "never loads for safety; save numeric or string arrays instead."
-                    ) from None
-                raise DatasetError(f"{name}: array {k!r} is corrupt ({exc}).") from None
-            except (OSError, EOFError, zipfile.BadZipFile) as exc:
-                raise DatasetError(f"{name}: array {k!r} is truncated or corrupt ({exc}).") \
-                    from None
-    return build_dataset(
-        arrays["images"], limits=lim, name=stem, labels=arrays.get("labels"),
-        class_names=arrays.get("class_names"), attributes=arrays.get("attributes"),
-        attribute_names=arrays.get("attribute_names"), resize_to=resize_to,
     )

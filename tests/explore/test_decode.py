@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from fisher_core.explore import (
-    decoder_skill,
-    decoder_warning,
     Decoder,
     DecoderConfig,
+    decoder_skill,
+    decoder_warning,
     default_likelihood,
     load_decoder,
     save_decoder,
