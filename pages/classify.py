@@ -1,13 +1,16 @@
 """Classify: linear probes on embeddings, and the Fisher-vector normalisation ablation."""
 
+import time
+
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
 from app.embeddings_ui import saved_embeddings
 from app.jobs_ui import status
-from app.state import current_dataset, jobs, run_in_background, session_job, workspace
+from app.state import current_dataset, run_in_background, session_job, workspace
 from fisher_core.metrics import fisher_vector_ablation, probe_embeddings
+from fisher_core.workspace import load_rows, save_rows
 
 st.title("Classify")
 ds, ds_key = current_dataset()
@@ -26,14 +29,27 @@ st.caption("Logistic regression, stratified k-fold, seeded; features used as the
 saved = saved_embeddings(ds_key)
 chosen = st.multiselect("Embeddings", list(saved), default=list(saved)[:4],
                         format_func=saved.get, key="clf_embs")
+probe_key = {"dataset": ds_key, "target": target, "folds": folds}
 probe_job = session_job(f"probe:{ds_key}")
+
+
+def _probes(progress, embs: dict) -> list[dict]:
+    rows = probe_embeddings(ds.images.reshape(len(ds), -1), embs, y, cv=folds,
+                            progress=progress)
+    save_rows(workspace(), "probe", probe_key, rows)  # kept: shown again after a reload
+    return rows
+
+
 if st.button("Run probes", type="primary", key="clf_run"):
     embs = {n: workspace().load_embedding(n).vectors for n in chosen}
-    run_in_background(probe_job, probe_embeddings, ds.images.reshape(len(ds), -1), embs, y,
-                  cv=folds)
+    run_in_background(probe_job, lambda progress: _probes(progress, embs))
 snap = status(probe_job)
-if snap is not None and snap.status == "done":
-    df = pd.DataFrame(jobs().get(probe_job).result)
+saved_probe = load_rows(workspace(), "probe", probe_key)
+if saved_probe is not None and (snap is None or snap.finished):
+    rows, when = saved_probe
+    df = pd.DataFrame(rows)
+    st.caption(f"Saved {time.strftime('%Y-%m-%d %H:%M', time.localtime(when))} · "
+               f"{len(df)} spaces · {folds} folds")
     st.dataframe(df.style.format({"accuracy": "{:.3f}", "std": "{:.3f}"}), hide_index=True)
     fig = px.bar(df, x="embedding", y="accuracy", error_y="std", range_y=[0, 1],
                  title=f"Linear-probe accuracy ({target})", height=380)
@@ -47,15 +63,28 @@ k = c[0].number_input("GMM components K", 2, 128, 16, key="abl_k")
 patch = c[1].number_input("Patch size", 2, 16, 3 if ds.shape[1] <= 16 else 6, key="abl_patch")
 n_max = c[2].number_input("Images (subsample)", 200, len(ds), min(len(ds), 2000),
                           key="abl_n")
+abl_key = {"dataset": ds_key, "target": target, "folds": folds, "k": int(k),
+           "patch": int(patch), "images": int(n_max)}
 abl_job = session_job(f"ablation:{ds_key}")
+
+
+def _ablation(progress) -> list[dict]:
+    rows = fisher_vector_ablation(ds, y, n_components=int(k), patch=int(patch), cv=folds,
+                                  max_images=int(n_max), progress=progress)
+    save_rows(workspace(), "fv-ablation", abl_key, rows)
+    return rows
+
+
 if st.button("Run ablation", key="abl_run"):
-    run_in_background(abl_job, fisher_vector_ablation, ds, y, n_components=int(k),
-                  patch=int(patch), cv=folds, max_images=int(n_max))
+    run_in_background(abl_job, _ablation)
 snap = status(abl_job)
-if snap is not None and snap.status == "done":
-    df = pd.DataFrame(jobs().get(abl_job).result)
+saved_abl = load_rows(workspace(), "fv-ablation", abl_key)
+if saved_abl is not None and (snap is None or snap.finished):
+    rows, when = saved_abl
+    df = pd.DataFrame(rows)
     df["setting"] = df.apply(lambda r: ("√" if r["power"] else "") + ("+L2" if r["l2"] else "")
                              or "plain", axis=1)
+    st.caption(f"Saved {time.strftime('%Y-%m-%d %H:%M', time.localtime(when))}")
     st.dataframe(df.style.format({"accuracy": "{:.3f}", "std": "{:.3f}"}), hide_index=True)
     fig = px.bar(df, x="normalization", y="accuracy", color="setting", barmode="group",
                  error_y="std", height=400, title="Probe accuracy by FV normalisation")

@@ -17,6 +17,7 @@ from .decoders import (
 )
 from .jobs import Job, JobRegistry, JobSnapshot
 from .names import derived_name
+from .results import load_rows, result_key_name, save_rows
 from .runs import (
     ModelRun,
     RunLog,
@@ -57,9 +58,12 @@ __all__ = [
     "list_models",
     "load_embedding_decoder",
     "load_extractor",
+    "load_rows",
     "load_saved_model",
+    "result_key_name",
     "resume_run",
     "saved_monitor",
+    "save_rows",
     "saved_samples",
     "train_and_save",
     "train_embedding_decoder",

@@ -118,6 +118,15 @@ def test_classify_page_ablation_table():
     ref = fisher_vector_ablation(ds, ds.labels, n_components=2, patch=3, cv=2, max_images=300)
     np.testing.assert_allclose(table["accuracy"], [r["accuracy"] for r in ref])
     assert table["accuracy"].max() > 0.6
+    # Issue 15: results were lost on a reload. A new session with the same settings shows
+    # the saved table without running anything.
+    fresh = _on("classify.py")
+    fresh.slider(key="clf_folds").set_value(2)
+    fresh.number_input(key="abl_k").set_value(2)
+    fresh.number_input(key="abl_n").set_value(300).run()
+    assert not fresh.exception and len(fresh.dataframe) == 1
+    np.testing.assert_allclose(fresh.dataframe[0].value["accuracy"], table["accuracy"])
+    assert any(c.value.startswith("Saved ") for c in fresh.caption)
 
 
 def test_train_page_trains_saves_and_lists_a_model():
