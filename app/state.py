@@ -137,7 +137,7 @@ def sidebar_status() -> None:
         ds, _ = current_dataset()
         c, h, w = ds.shape
         st.sidebar.caption(f"Dataset: **{md(ds.name)}** · {len(ds)} images · {c}×{h}×{w}")
-    st.sidebar.caption(f"Workspace: `{md(workspace().root)}`")
+    st.sidebar.caption(f"Workspace: {md(workspace().root)}")
     note = st.session_state.pop("restore_note", None)
     if note:
         st.sidebar.info(md(note))

@@ -71,6 +71,9 @@ def test_embeddings_page_fisher_vectors_umap_and_neighbours():
     assert not at.exception
     captions = [c.value for c in at.caption]
     assert any("Select points" in c for c in captions)
+    # the embedding can be downloaded three ways (files made only when clicked)
+    assert [b.proto.label for b in at.get("download_button")] == [
+        "npz", "CSV", "Projector files (zip)"]
     # the query image is shown first, then its 9 neighbours with their kernel values
     images = at.get("image")
     assert len(images) == 10, len(images)
