@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
-import plotly.express as px
 import streamlit as st
 
 from app.picker import label_of, picked_image, send_pick, take_pick
@@ -19,6 +17,7 @@ from fisher_core.explore import (
     umap_embed,
     umap_is_warm,
 )
+from fisher_core.plots import embedding_scatter
 
 
 def _umap_job(job, vectors: np.ndarray, n_components: int, key: str, cache) -> np.ndarray:
@@ -29,36 +28,10 @@ def _umap_job(job, vectors: np.ndarray, n_components: int, key: str, cache) -> n
     return out
 
 
-def _colours(ds: ImageDataset, by: str) -> tuple[pd.Series | None, str | None]:
-    if by == "label" and ds.labels is not None:
-        return pd.Series([ds.class_names[i] for i in ds.labels], name="label"), "label"
-    if by in ds.attribute_names:
-        j = ds.attribute_names.index(by)
-        return pd.Series(np.where(ds.attributes[:, j], "yes", "no"), name=by), by
-    return None, None
-
-
 def _figure(xy: np.ndarray, ds: ImageDataset, colour_by: str, title: str):
-    colours, name = _colours(ds, colour_by)
-    df = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "index": np.arange(len(xy))})
-    if xy.shape[1] == 3:
-        df["z"] = xy[:, 2]
-    if colours is not None:
-        df[name] = colours.values
-    kw = dict(color=name, custom_data=["index"], hover_data={"index": True}, title=title,
-              height=560, color_discrete_sequence=px.colors.qualitative.Dark24)
-    if xy.shape[1] == 3:
-        fig = px.scatter_3d(df, x="x", y="y", z="z", **kw)
-        fig.update_traces(marker_size=2.5)
-    else:
-        # SVG points up to 5,000 (each is clickable and hit-tested exactly); WebGL above
-        fig = px.scatter(df, x="x", y="y", render_mode="svg" if len(df) <= 5000 else "webgl",
-                         **kw)
-        fig.update_traces(marker=dict(size=5, opacity=0.8))
-        # no dragmode: Streamlit then pans on drag and selects on click (plotly ignores clicks
-        # in lasso mode); the lasso and box tools are one click away in the chart's toolbar
-    fig.update_layout(margin=dict(l=0, r=0, t=40, b=0), legend_title_text=name or "")
-    return fig
+    # no dragmode: Streamlit then pans on drag and selects on click (plotly ignores clicks
+    # in lasso mode); the lasso and box tools are one click away in the chart's toolbar
+    return embedding_scatter(xy, ds, colour_by=colour_by, title=title)
 
 
 def explore(emb: Embedding, ds: ImageDataset, key: str) -> None:

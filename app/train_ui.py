@@ -5,15 +5,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
 from app.state import jobs, results_cache, workspace
 from app.widgets import md, montage
 from fisher_core.data import ImageDataset
 from fisher_core.models import MODEL_FAMILIES, build_model, config_help
+from fisher_core.plots import training_curves
 from fisher_core.training import step_seconds
 from fisher_core.workspace import (
     Job,
@@ -205,60 +203,13 @@ def interrupted_panel(ds: ImageDataset, ds_key: str) -> None:
             st.rerun()
 
 
-def _monitor_panel(fig: go.Figure, monitor: list[dict[str, float]], **pos: int) -> None:
-    """Fisher distance real vs generated, training and held-out images; best step marked."""
-    m = pd.DataFrame(monitor)
-    for col, name in [("train_fd", "training images"), ("heldout_fd", "held-out images")]:
-        fig.add_trace(go.Scatter(x=m["step"], y=m[col], mode="lines+markers", name=name),
-                      **pos)
-    best = m.loc[m["heldout_fd"].idxmin()]
-    fig.add_trace(go.Scatter(x=[best["step"]], y=[best["heldout_fd"]], mode="markers",
-                             marker=dict(size=14, symbol="star", color="gold"),
-                             name=f"best (step {int(best['step'])})"), **pos)
-    fig.update_yaxes(title_text="Fisher distance", **pos)
-    fig.update_xaxes(title_text="step", **pos)
-
-
-def monitor_figure(monitor: list[dict[str, float]], title: str) -> go.Figure:
-    """The training monitor of a saved GAN run on its own chart."""
-    fig = go.Figure()
-    _monitor_panel(fig, monitor)
-    fig.update_layout(title=title, height=340, margin=dict(l=10, r=10, t=40, b=10))
-    return fig
-
-
-def curves(state: dict[str, Any]) -> go.Figure:
-    """Training loss per step, and validation bits/dim per epoch or (GANs) the Fisher
-    distance between real and generated sets."""
-    monitor = state.get("monitor") or []
-    right = "real vs generated (AFV)" if monitor else "validation"
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("training loss", right))
-    steps = pd.DataFrame(state["steps"], columns=["step", "loss"])
-    if len(steps):
-        fig.add_trace(go.Scatter(x=steps["step"], y=steps["loss"], mode="lines", name="loss",
-                                 showlegend=False), 1, 1)
-    epochs = pd.DataFrame(state["epochs"])
-    fig.update_xaxes(title_text="step", row=1, col=1)
-    if monitor:
-        _monitor_panel(fig, monitor, row=1, col=2)
-    elif len(epochs) and epochs[["bits_per_dim", "val_nll"]].notna().any().any():
-        y = "bits_per_dim" if epochs["bits_per_dim"].notna().any() else "val_nll"
-        fig.add_trace(go.Scatter(x=epochs["epoch"], y=epochs[y], mode="lines+markers",
-                                 name=y.replace("_", " "), showlegend=False), 1, 2)
-        fig.update_yaxes(title_text=y.replace("_", " "), row=1, col=2)
-        fig.update_xaxes(title_text="epoch", row=1, col=2)
-    fig.update_layout(height=340, margin=dict(l=10, r=10, t=40, b=10),
-                      legend=dict(orientation="h", y=-0.25))
-    return fig
-
-
 def draw_run(state: dict[str, Any] | None, key: str) -> None:
     """Curves and the latest sample grid of a run's log state."""
     if not state or not state["steps"]:
         st.caption("Waiting for the first training step…")
         return
     left, right = st.columns([3, 1])
-    left.plotly_chart(curves(state), key=f"curves_{key}", width="stretch")
+    left.plotly_chart(training_curves(state), key=f"curves_{key}", width="stretch")
     if state["samples"] is not None:
         right.image(montage(state["samples"], columns=4, min_side=48),
                     caption=f"samples after epoch {state['epochs'][-1]['epoch']}")

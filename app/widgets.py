@@ -8,7 +8,10 @@ from collections.abc import Sequence
 import numpy as np
 import streamlit as st
 
+from fisher_core.plots import montage, to_display
 from fisher_core.workspace import Workspace
+
+__all__ = ["confirm_replace", "image_grid", "md", "montage", "to_display"]
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#!<>|~$:])")
 
@@ -44,16 +47,6 @@ def confirm_replace(ws: Workspace, kind: str, name: str, *, request: str) -> boo
     return False
 
 
-def to_display(images: np.ndarray, min_side: int = 64) -> list[np.ndarray]:
-    """(N, C, H, W) floats in [0, 1] → list of (H', W'[, 3]) uint8, upscaled (nearest) so
-    that tiny images (8×8 digits) stay visible."""
-    x = np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0)
-    factor = max(1, int(np.ceil(min_side / max(x.shape[2], 1))))
-    x = x.repeat(factor, axis=2).repeat(factor, axis=3)  # (N, C, H·f, W·f)
-    x = (x * 255.0 + 0.5).astype(np.uint8)
-    return [im[0] if im.shape[0] == 1 else im.transpose(1, 2, 0) for im in x]
-
-
 def image_grid(
     images: np.ndarray,
     captions: Sequence[str] | None = None,
@@ -69,18 +62,3 @@ def image_grid(
         for col, im, cap in zip(cols, shown[start:start + columns],
                                 captions[start:start + columns], strict=False):
             col.image(im, caption=md(cap) if cap else None, width=width)
-
-
-def montage(images: np.ndarray, columns: int = 8, min_side: int = 64, pad: int = 2) -> np.ndarray:
-    """One uint8 image tiling ``images`` (N, C, H, W) in rows of ``columns``."""
-    tiles = to_display(images, min_side=min_side)
-    h, w = tiles[0].shape[:2]
-    rgb = tiles[0].ndim == 3
-    rows = int(np.ceil(len(tiles) / columns))
-    shape = (rows * (h + pad) + pad, columns * (w + pad) + pad) + ((3,) if rgb else ())
-    out = np.full(shape, 255, dtype=np.uint8)
-    for k, t in enumerate(tiles):
-        r, c = divmod(k, columns)
-        out[pad + r * (h + pad): pad + r * (h + pad) + h,
-            pad + c * (w + pad): pad + c * (w + pad) + w] = t
-    return out

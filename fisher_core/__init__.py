@@ -3,11 +3,13 @@
 ``import fisher_core as fc`` gives what a notebook or a script needs; the packages hold the
 rest, in the order their imports allow (each imports only from those before it)::
 
-    utils → data → fisher → models → training → embeddings → explore → metrics → workspace
+    utils → data → fisher → models → training → embeddings → explore → metrics → plots
+    → workspace
 
 It never imports streamlit; every capability of the app is a plain function or class here.
 """
 
+from . import plots
 from .data import DatasetError, ImageDataset, Limits, load_builtin, load_file
 from .embeddings import (
     Embedding,
@@ -128,6 +130,7 @@ __all__ = [
     "load_model",
     "load_saved_model",
     "normalization_ablation",
+    "plots",
     "pca_embed",
     "pixel_embedding",
     "power_l2",

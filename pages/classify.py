@@ -3,13 +3,13 @@
 import time
 
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
 from app.embeddings_ui import saved_embeddings
 from app.jobs_ui import status
 from app.state import current_dataset, run_in_background, session_job, workspace
 from fisher_core.metrics import fisher_vector_ablation, probe_embeddings
+from fisher_core.plots import ablation_figure, probe_figure
 from fisher_core.workspace import load_rows, save_rows
 
 st.title("Classify")
@@ -51,9 +51,8 @@ if saved_probe is not None and (snap is None or snap.finished):
     st.caption(f"Saved {time.strftime('%Y-%m-%d %H:%M', time.localtime(when))} · "
                f"{len(df)} spaces · {folds} folds")
     st.dataframe(df.style.format({"accuracy": "{:.3f}", "std": "{:.3f}"}), hide_index=True)
-    fig = px.bar(df, x="embedding", y="accuracy", error_y="std", range_y=[0, 1],
-                 title=f"Linear-probe accuracy ({target})", height=380)
-    st.plotly_chart(fig, width="stretch", key="clf_probe_chart")
+    st.plotly_chart(probe_figure(rows, target=target), width="stretch",
+                    key="clf_probe_chart")
 
 st.subheader("Fisher-vector normalisation ablation")
 st.caption("Normalisation none / analytic / empirical × power (√) on/off × L2 on/off, each a "
@@ -86,9 +85,6 @@ if saved_abl is not None and (snap is None or snap.finished):
                              or "plain", axis=1)
     st.caption(f"Saved {time.strftime('%Y-%m-%d %H:%M', time.localtime(when))}")
     st.dataframe(df.style.format({"accuracy": "{:.3f}", "std": "{:.3f}"}), hide_index=True)
-    fig = px.bar(df, x="normalization", y="accuracy", color="setting", barmode="group",
-                 error_y="std", height=400, title="Probe accuracy by FV normalisation")
-    fig.update_yaxes(range=[max(0.0, df["accuracy"].min() - 0.1), 1.0])
-    st.plotly_chart(fig, width="stretch", key="clf_abl_chart")
+    st.plotly_chart(ablation_figure(rows), width="stretch", key="clf_abl_chart")
     st.download_button("Download CSV", df.to_csv(index=False), "fv_ablation.csv",
                        key="abl_csv")

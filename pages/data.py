@@ -1,7 +1,5 @@
 """Data: pick a built-in dataset or upload one, preview it, convert it, save it."""
 
-import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
 from app.state import (
@@ -14,6 +12,7 @@ from app.state import (
 )
 from app.widgets import confirm_replace, image_grid, md
 from fisher_core.data import SUPPORTED_FORMATS, DatasetError, load_file
+from fisher_core.plots import attribute_share_figure, class_counts_figure
 from fisher_core.workspace import EntryError
 
 st.title("Data")
@@ -109,16 +108,10 @@ image_grid(ds.images[:preview], captions, columns=10)
 
 charts = st.columns(2)
 if ds.labels is not None:
-    counts = np.bincount(ds.labels, minlength=len(ds.class_names))
-    fig = go.Figure(go.Bar(x=ds.class_names, y=counts, marker_color="#4a6fa5"))
-    fig.update_layout(title="Images per class", height=320, margin=dict(t=40, b=10))
-    charts[0].plotly_chart(fig, width="stretch", key="data_class_chart")
+    charts[0].plotly_chart(class_counts_figure(ds), width="stretch", key="data_class_chart")
 if ds.attributes is not None:
-    frac = ds.attributes.mean(axis=0)
-    fig = go.Figure(go.Bar(x=ds.attribute_names, y=frac, marker_color="#c0504d"))
-    fig.update_layout(title="Fraction with each attribute", height=320,
-                      yaxis_range=[0, 1], margin=dict(t=40, b=10))
-    charts[1].plotly_chart(fig, width="stretch", key="data_attr_chart")
+    charts[1].plotly_chart(attribute_share_figure(ds), width="stretch",
+                           key="data_attr_chart")
 
 st.subheader("Save to the workspace")
 save_cols = st.columns([3, 1])

@@ -2,15 +2,19 @@
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
 from app.embeddings_ui import saved_embeddings
 from app.jobs_ui import status
 from app.spaces_ui import decoder_panel, embedding, pick_spaces
 from app.state import current_dataset, jobs, run_in_background, session_job, workspace
-from app.train_ui import monitor_figure
 from fisher_core.metrics import class_distance_matrix
+from fisher_core.plots import (
+    class_distance_figure,
+    edit_scores_figure,
+    fid_alpha_figure,
+    monitor_figure,
+)
 from fisher_core.workspace import (
     EntryError,
     edit_scores,
@@ -82,10 +86,8 @@ elif not ext:
     st.caption("Train the feature extractor above first.")
 fid = _saved_rows("fid-alpha")
 if fid is not None and len(fid):
-    fig = px.line(fid, x="alpha", y="fid", color="space", markers=True, height=400,
-                  labels={"fid": f"FID ({fid['extractor'][0]})", "alpha": "α"},
-                  hover_data=["kind"])
-    st.plotly_chart(fig, key="met_fid_chart", width="stretch")
+    st.plotly_chart(fid_alpha_figure(fid.to_dict("records")), key="met_fid_chart",
+                    width="stretch")
     st.download_button("Download FID curves (CSV)", fid.to_csv(index=False), "fid_alpha.csv",
                        key="met_fid_csv")
 
@@ -115,12 +117,8 @@ if edits is not None and len(edits):
                          + edits["preservation"].map("{:.0%}".format))
     st.dataframe(cells.pivot_table(index=["attribute", "direction", "strength"],
                                    columns="space", values="cell", aggfunc="first"))
-    mean = (edits.groupby(["space", "strength"])[["success", "preservation"]].mean()
-            .reset_index().melt(["space", "strength"], var_name="score", value_name="share"))
-    fig = px.line(mean, x="strength", y="share", color="space", line_dash="score",
-                  markers=True, height=360, range_y=[0, 1.02],
-                  labels={"share": "mean over attributes and directions"})
-    st.plotly_chart(fig, key="met_edit_chart", width="stretch")
+    st.plotly_chart(edit_scores_figure(edits.to_dict("records")), key="met_edit_chart",
+                    width="stretch")
     with st.expander("All columns"):
         st.dataframe(edits[cols], hide_index=True)
     st.download_button("Download edit scores (CSV)", edits.to_csv(index=False),
@@ -145,12 +143,8 @@ if ds.labels is None or not saved:
 name = st.selectbox("Embedding", list(saved), format_func=saved.get, key="met_dist_emb")
 classes, dist = class_distance_matrix(embedding(name).vectors, ds.labels)
 labels = [ds.class_names[c] for c in classes]
-fig = px.imshow(dist, x=labels, y=labels, color_continuous_scale="Viridis",
-                height=min(900, 360 + 22 * len(labels)),
-                labels={"color": "‖mean_a − mean_b‖"}, title=f"Class distances in {name}")
-fig.update_xaxes(dtick=1, tickangle=-45)  # every class named, however many
-fig.update_yaxes(dtick=1)
-st.plotly_chart(fig, key="met_dist_chart", width="stretch")
+st.plotly_chart(class_distance_figure(dist, labels, title=f"Class distances in {name}"),
+                key="met_dist_chart", width="stretch")
 st.download_button("Download distances (CSV)",
                    pd.DataFrame(dist, index=labels, columns=labels).to_csv(),
                    "class_distances.csv", key="met_dist_csv")

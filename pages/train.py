@@ -12,13 +12,13 @@ from app.train_ui import (
     draw_run,
     interrupted_panel,
     live,
-    monitor_figure,
     preset_epochs,
     show_estimate,
     start,
 )
 from app.widgets import confirm_replace, md, montage
 from fisher_core.models import MODEL_FAMILIES
+from fisher_core.plots import monitor_figure
 from fisher_core.workspace import list_models, saved_monitor, saved_samples
 
 st.title("Train")

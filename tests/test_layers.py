@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "fisher_core"
 ORDER = ["utils", "data", "fisher", "models", "training", "embeddings", "explore", "metrics",
-         "workspace"]
+         "plots", "workspace"]
 
 
 def _module(path: Path) -> str:

@@ -1,0 +1,100 @@
+"""Measurements as pictures: FID vs α, attribute-edit scores, linear probes, the FV
+normalisation ablation, class-to-class Fisher distances. Each takes the rows the metric
+functions return (a list of dicts), so a saved table redraws the same figure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import plotly.express as px
+import plotly.graph_objects as go
+
+from ._style import MARGIN
+
+__all__ = [
+    "ablation_figure",
+    "class_distance_figure",
+    "edit_scores_figure",
+    "fid_alpha_figure",
+    "probe_figure",
+]
+
+Rows = Sequence[Mapping[str, Any]]
+
+
+def _columns(rows: Rows, need: Sequence[str], what: str) -> dict[str, list]:
+    if not rows:
+        raise ValueError(f"no {what} rows to draw.")
+    missing = [c for c in need if c not in rows[0]]
+    if missing:
+        raise ValueError(f"{what} rows need columns {list(need)}; missing {missing}.")
+    return {k: [r[k] for r in rows] for k in rows[0]}
+
+
+def fid_alpha_figure(rows: Rows, *, height: int = 400) -> go.Figure:
+    """FID of decoded interpolations against α, one line per space
+    (:func:`fisher_core.fid_vs_alpha` / :func:`fisher_core.fid_curves` rows: space, alpha,
+    fid, and optionally kind, extractor). Good spaces stay flat; bad ones peak at α = 0.5."""
+    data = _columns(rows, ["space", "alpha", "fid"], "FID")
+    extractor = data.get("extractor", [""])[0]
+    return px.line(data, x="alpha", y="fid", color="space", markers=True, height=height,
+                   labels={"fid": f"FID ({extractor})" if extractor else "FID", "alpha": "α"},
+                   hover_data=["kind"] if "kind" in data else None)
+
+
+def edit_scores_figure(rows: Rows, *, height: int = 360) -> go.Figure:
+    """Edit success and preservation against strength, per space (mean over attributes
+    and directions; :func:`fisher_core.attribute_edit_scores` rows)."""
+    data = _columns(rows, ["space", "strength", "success", "preservation"], "edit-score")
+    groups: dict[tuple[str, float], list[int]] = {}
+    for i, key in enumerate(zip(data["space"], data["strength"], strict=True)):
+        groups.setdefault(key, []).append(i)
+    long = {"space": [], "strength": [], "score": [], "share": []}
+    for (space, strength), idx in sorted(groups.items()):
+        for score in ("success", "preservation"):
+            long["space"].append(space)
+            long["strength"].append(strength)
+            long["score"].append(score)
+            long["share"].append(float(np.mean([data[score][i] for i in idx])))
+    return px.line(long, x="strength", y="share", color="space", line_dash="score",
+                   markers=True, height=height, range_y=[0, 1.02],
+                   labels={"share": "mean over attributes and directions"})
+
+
+def probe_figure(rows: Rows, *, target: str = "label", height: int = 380) -> go.Figure:
+    """Linear-probe accuracy per space with its spread over folds
+    (:func:`fisher_core.probe_embeddings` rows: embedding, accuracy, std)."""
+    data = _columns(rows, ["embedding", "accuracy", "std"], "probe")
+    return px.bar(data, x="embedding", y="accuracy", error_y="std", range_y=[0, 1],
+                  title=f"Linear-probe accuracy ({target})", height=height)
+
+
+def ablation_figure(rows: Rows, *, height: int = 400) -> go.Figure:
+    """Probe accuracy for each Fisher-vector normalisation × power × L2 setting
+    (:func:`fisher_core.fisher_vector_ablation` rows)."""
+    data = _columns(rows, ["normalization", "power", "l2", "accuracy", "std"], "ablation")
+    data["setting"] = [("√" if p else "") + ("+L2" if l2 else "") or "plain"
+                       for p, l2 in zip(data["power"], data["l2"], strict=True)]
+    fig = px.bar(data, x="normalization", y="accuracy", color="setting", barmode="group",
+                 error_y="std", height=height, title="Probe accuracy by FV normalisation")
+    fig.update_yaxes(range=[max(0.0, min(data["accuracy"]) - 0.1), 1.0])
+    return fig
+
+
+def class_distance_figure(distances: np.ndarray, names: Sequence[str], *,
+                          title: str = "Class distances") -> go.Figure:
+    """Heatmap of ‖mean_a − mean_b‖ between classes
+    (:func:`fisher_core.class_distance_matrix`), every class named however many."""
+    d = np.asarray(distances)
+    if d.shape != (len(names), len(names)):
+        raise ValueError(f"distances must be ({len(names)}, {len(names)}) for "
+                         f"{len(names)} names; got {d.shape}.")
+    fig = px.imshow(d, x=list(names), y=list(names), color_continuous_scale="Viridis",
+                    height=min(900, 360 + 22 * len(names)),
+                    labels={"color": "‖mean_a − mean_b‖"}, title=title)
+    fig.update_xaxes(dtick=1, tickangle=-45)
+    fig.update_yaxes(dtick=1)
+    fig.update_layout(margin=MARGIN)
+    return fig
