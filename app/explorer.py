@@ -21,7 +21,8 @@ from fisher_core.plots import embedding_scatter
 
 
 def _umap_job(job, vectors: np.ndarray, n_components: int, key: str, cache) -> np.ndarray:
-    job.report(0.1, 1.0, "compiling UMAP (first use in this server)" if not umap_is_warm()
+    # no fraction to report (UMAP says nothing while it runs): no bar, no made-up ETA
+    job.report(0, 0, "compiling UMAP (first use in this server)" if not umap_is_warm()
                else "running UMAP")
     out = umap_embed(vectors, n_components=n_components)
     cache.put(key, out)
@@ -143,12 +144,13 @@ def _clicked(ds: ImageDataset, i: int, key: str) -> None:
     """The clicked image and what to do with it elsewhere."""
     picked_image(ds, i)
     c = st.columns(4)
-    for col, (label, target, page) in zip(c, [
-            ("Interpolate from it (A)", "A", "Interpolate"),
-            ("Interpolate to it (B)", "B", "Interpolate"),
-            ("Edit it", "source", "Manipulate"),
-            ("Its neighbours", "query", None)], strict=True):
-        if col.button(label, key=f"pick_{target}_{key}", width="stretch"):
+    for col, (label, target, page, tip) in zip(c, [
+            ("As A", "A", "Interpolate", "Interpolate from this image (image A)"),
+            ("As B", "B", "Interpolate", "Interpolate to this image (image B)"),
+            ("Edit it", "source", "Manipulate", "Add it to the source images of Manipulate"),
+            ("Neighbours", "query", None, "Its nearest neighbours under the Fisher kernel")],
+            strict=True):
+        if col.button(label, key=f"pick_{target}_{key}", width="stretch", help=tip):
             send_pick(target, i)
             if page is not None:
                 st.toast(f"Image #{i} is ready on the {page} page.")
