@@ -4,9 +4,10 @@
 rest, in the order their imports allow (each imports only from those before it)::
 
     utils → data → fisher → models → training → embeddings → explore → metrics → plots
-    → workspace
+    → workspace → cli
 
-It never imports streamlit; every capability of the app is a plain function or class here.
+It never imports streamlit; every capability of the app is a plain function or class here,
+and ``fisherlab`` (:mod:`fisher_core.cli`) is the command line over the same workspace.
 """
 
 from . import plots

@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "fisher_core"
 ORDER = ["utils", "data", "fisher", "models", "training", "embeddings", "explore", "metrics",
-         "plots", "workspace"]
+         "plots", "workspace", "cli"]
 
 
 def _module(path: Path) -> str:

@@ -1,0 +1,203 @@
+"""``fisherlab embed``: compute an embedding of a workspace dataset and save it."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+
+from ..embeddings import (
+    Embedding,
+    activation_embedding,
+    afv_embedding,
+    fisher_score_embedding,
+    fisher_vector_embedding,
+    latent_embedding,
+    pixel_embedding,
+)
+from ..workspace import load_saved_model
+from .cmd_train import check_device
+from .common import CliError, Session, session, slug
+from .ui import Bar, table
+
+__all__ = ["FAMILIES", "register"]
+
+
+class Kind(StrEnum):
+    """What the vectors are."""
+
+    fisher_vector = "fisher-vector"
+    fisher_scores = "fisher-scores"
+    afv = "afv"
+    activations = "activations"
+    latent = "latent"
+    pixels = "pixels"
+
+
+# The model families each deep kind takes (as the app offers them).
+FAMILIES = {"fisher-scores": ("pixelcnn", "vae", "fvvae"), "afv": ("ebgan",),
+            "activations": ("pixelcnn", "vae", "fvvae"), "latent": ("vae", "fvvae")}
+# Which kinds each option applies to (an option given to another kind is an error).
+APPLIES = {"model": tuple(FAMILIES), "dim": ("fisher-scores", "afv"),
+           "projection": ("fisher-scores", "afv"), "normalize": ("fisher-scores",),
+           "center": ("fisher-scores",), "pool": ("activations",),
+           "components": ("fisher-vector",), "patch": ("fisher-vector",),
+           "stride": ("fisher-vector",), "pca": ("fisher-vector",),
+           "normalization": ("fisher-vector",), "power": ("fisher-vector",),
+           "l2": ("fisher-vector",)}
+GPU_KINDS = ("fisher-scores", "afv")  # the model is moved; the library follows its device
+
+
+def _check_options(kind: str, given: dict[str, Any]) -> None:
+    for opt, value in given.items():
+        if value is not None and kind not in APPLIES[opt]:
+            raise CliError(f"--{opt.replace('_', '-')} applies to "
+                           f"{' and '.join(APPLIES[opt])} only, not {kind}.")
+
+
+def _either(items: tuple[str, ...]) -> str:
+    """``"an ebgan"``, ``"a vae or fvvae"``, ``"a pixelcnn, vae or fvvae"``."""
+    words = items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
+    return f"{'an' if words[0] in 'aeiou' else 'a'} {words}"
+
+
+def _model(sess: Session, kind: str, model: str | None, key: str):
+    """Load the saved model a deep kind needs, after checking its family and dataset."""
+    ws = sess.workspace()
+    fams = FAMILIES[kind]
+    fitting = [e.name for e in ws.list("models")
+               if e.meta.get("family") in fams and e.meta.get("dataset") == key]
+    hint = (f"saved {'/'.join(fams)} models of {key}: {', '.join(fitting)}" if fitting else
+            f"train one with '{sess.prog} train {fams[0]} --dataset {key.split(':', 1)[1]}'")
+    if model is None:
+        raise CliError(f"embed {kind} needs --model NAME, {_either(fams)} model ({hint}).")
+    if not (ws.root / "models" / model).is_dir():
+        raise CliError(f"no model named {model!r} in the workspace ({hint}).")
+    entry = ws.entry("models", model)
+    family, trained_on = entry.meta.get("family"), entry.meta.get("dataset")
+    if family not in fams:
+        raise CliError(f"embed {kind} needs {_either(fams)} model; {model!r} is a "
+                       f"{family} ({hint}).")
+    if trained_on != key:
+        raise CliError(f"model {model!r} was trained on {trained_on!r}, not {key!r}; use a "
+                       f"model of this dataset ({hint}).")
+    return load_saved_model(ws, model)[0]
+
+
+def _compute(kind: str, ds, key: str, o: dict[str, Any], model, model_name: str | None,
+             bar: Bar) -> Embedding:
+    if kind == "pixels":
+        return pixel_embedding(ds, dataset_key=key)
+    if kind == "fisher-vector":
+        return fisher_vector_embedding(
+            ds, n_components=o["components"], patch=o["patch"], stride=o["stride"],
+            pca=o["pca"] or None, normalization=o["normalization"],
+            power=0.5 if o["power"] else None, l2=o["l2"], random_state=o["seed"],
+            dataset_key=key, progress=bar)[0]
+    common = {"dataset_key": key, "model_name": model_name, "progress": bar}
+    if kind == "fisher-scores":
+        return fisher_score_embedding(model, ds.images, dim=o["dim"], projection=o["projection"],
+                                      normalize=None if o["normalize"] == "none" else
+                                      o["normalize"], center=o["center"], seed=o["seed"],
+                                      **common)
+    if kind == "afv":
+        return afv_embedding(model, ds.images, dim=o["dim"], projection=o["projection"],
+                             seed=o["seed"], **common)
+    if kind == "activations":
+        return activation_embedding(model, ds.images, pool=o["pool"], **common)
+    return latent_embedding(model, ds.images, **common)
+
+
+def _default_name(kind: str, dataset: str, model: str | None, o: dict[str, Any]) -> str:
+    return slug({
+        "pixels": f"{dataset}-pixels",
+        "fisher-vector": f"{dataset}-fv-k{o['components']}-p{o['patch']}-{o['normalization']}"
+                         f"{'-pow' if o['power'] else ''}{'-l2' if o['l2'] else ''}",
+        "fisher-scores": f"{model}-fisher-{o['projection']}{o['dim']}-{o['normalize']}"
+                         f"{'-c' if o['center'] else ''}",
+        "afv": f"{model}-afv-{o['projection']}{o['dim']}",
+        "activations": f"{model}-act-{o['pool']}",
+        "latent": f"{model}-latent",
+    }[kind])
+
+
+def embed(
+    ctx: typer.Context,
+    kind: Annotated[Kind, typer.Argument(help="What to compute.")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Workspace dataset name.")],
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Saved model (deep "
+                     "kinds: fisher-scores, afv, activations, latent).", show_default=False)
+                     ] = None,
+    dim: Annotated[int | None, typer.Option(min=1, help="Projection dimension [512].",
+                                            show_default=False)] = None,
+    projection: Annotated[str | None, typer.Option(
+        help="sparse, gaussian or kron [sparse].", show_default=False)] = None,
+    normalize: Annotated[str | None, typer.Option(
+        help="Fisher scores: fim_diag or none [fim_diag].", show_default=False)] = None,
+    center: Annotated[bool | None, typer.Option(
+        "--center/--no-center", help="Fisher scores: subtract the mean score [center].",
+        show_default=False)] = None,
+    pool: Annotated[str | None, typer.Option(
+        help="Activations: mean, max, meanmax or none [mean].", show_default=False)] = None,
+    components: Annotated[int | None, typer.Option(
+        "--components", "-k", min=1, help="Fisher vectors: GMM components [16 for images of "
+        "16 px or less, else 32].", show_default=False)] = None,
+    patch: Annotated[int | None, typer.Option(min=1, help="Fisher vectors: patch size [3/6].",
+                                              show_default=False)] = None,
+    stride: Annotated[int | None, typer.Option(min=1, help="Fisher vectors: stride [1/2].",
+                                               show_default=False)] = None,
+    pca: Annotated[int | None, typer.Option(min=0, help="Fisher vectors: PCA dims of patches, "
+                                            "0 for none [0/24].", show_default=False)] = None,
+    normalization: Annotated[str | None, typer.Option(
+        help="Fisher vectors: analytic, empirical or none [analytic].", show_default=False)
+    ] = None,
+    power: Annotated[bool | None, typer.Option(
+        "--power/--no-power", help="Fisher vectors: power normalisation [power].",
+        show_default=False)] = None,
+    l2: Annotated[bool | None, typer.Option(
+        "--l2/--no-l2", help="Fisher vectors: L2 normalisation [l2].", show_default=False)
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Projection / GMM seed.")] = 0,
+    device: Annotated[str, typer.Option(help="Torch device (fisher-scores, afv).")] = "cpu",
+    name: Annotated[str | None, typer.Option(help="Embedding name (default: from the "
+                                             "settings, as the app names it).",
+                                             show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a saved embedding of that name.")
+                         ] = False,
+) -> None:
+    """Compute an embedding of a workspace dataset and save it."""
+    sess = session(ctx)
+    k = kind.value
+    given = dict(model=model, dim=dim, projection=projection, normalize=normalize,
+                 center=center, pool=pool, components=components, patch=patch, stride=stride,
+                 pca=pca, normalization=normalization, power=power, l2=l2)
+    _check_options(k, given)
+    dev = check_device(device, cpu_only=None if k in GPU_KINDS else
+                       f"embed {k} runs on the CPU only (--device applies to "
+                       f"{' and '.join(GPU_KINDS)})")
+    ds, key = sess.dataset(dataset)
+    small = ds.shape[1] <= 16
+    defaults = dict(dim=512, projection="sparse", normalize="fim_diag", center=True,
+                    pool="mean", components=16 if small else 32, patch=3 if small else 6,
+                    stride=1 if small else 2, pca=0 if small else 24,
+                    normalization="analytic", power=True, l2=True)
+    o = {**defaults, **{k2: v for k2, v in given.items() if v is not None}, "seed": seed}
+    net = _model(sess, k, model, key) if k in FAMILIES else None
+    name = sess.new_name("embeddings", name or _default_name(k, dataset, model, o), overwrite)
+    if net is not None and dev != "cpu":
+        net.to(dev)
+    with sess.ui.progress(f"{k} of {dataset}") as bar:
+        emb = _compute(k, ds, key, o, net, model, bar)
+    sess.workspace().save_embedding(emb, name)
+    meta = emb.metadata()
+    sess.ui.result(
+        {"saved": [{"kind": "embeddings", "name": name}], "embedding": name, **meta},
+        f"Saved embedding {name}: {emb.label()}, {emb.n:,} × {emb.dim:,} (dataset {key}).",
+        table(None, ["embedding", "kind", "model", "rows", "dims"],
+              [[name, emb.kind, emb.model, emb.n, emb.dim]]))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``embed`` to ``app``."""
+    app.command("embed")(embed)

@@ -1,0 +1,75 @@
+"""``fisherlab embed``: embeddings saved to the workspace equal the library's, and deep kinds
+check the model they are given."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from fisher_core.embeddings import fisher_score_embedding, fisher_vector_embedding
+from fisher_core.workspace import Workspace, load_saved_model
+
+
+def test_fisher_scores_equal_the_library_call(ws):
+    w = Workspace(ws.root)
+    saved = w.load_embedding("scores")
+    model, _ = load_saved_model(w, "pc")
+    ref = fisher_score_embedding(model, w.load_dataset("small").images, dim=16,
+                                 dataset_key="workspace:small", model_name="pc")
+    np.testing.assert_allclose(saved.vectors, ref.vectors, rtol=1e-5, atol=1e-6)
+    assert saved.metadata() == ref.metadata()
+
+
+def test_fisher_vectors_default_name_and_json(ws):
+    out = ws.json("embed", "fisher-vector", "-d", "small", "-k", "2", "--no-power")
+    name = "small-fv-k2-p3-analytic-l2"  # the app's naming
+    assert out["saved"] == [{"kind": "embeddings", "name": name}]
+    assert out["embedding"] == name and out["dataset"] == "workspace:small"
+    ds = Workspace(ws.root).load_dataset("small")
+    ref, _ = fisher_vector_embedding(ds, n_components=2, patch=3, stride=1, power=None,
+                                     dataset_key="workspace:small")
+    assert out["shape"] == list(ref.vectors.shape)
+    np.testing.assert_allclose(Workspace(ws.root).load_embedding(name).vectors, ref.vectors,
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_activations_human_output(ws):
+    result = ws("embed", "activations", "-d", "small", "-m", "pc", json_mode=False)
+    assert re.match(r"Saved embedding pc-act-mean: activations · pc · none, 300 × \d+ "
+                    r"\(dataset workspace:small\)\.", result.stdout)
+    assert Workspace(ws.root).exists("embeddings", "pc-act-mean")
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["fisher-scores"], "Error: embed fisher-scores needs --model NAME, a pixelcnn, vae or "
+                        "fvvae model (saved pixelcnn/vae/fvvae models of workspace:small: "),
+    (["latent", "-m", "pc"], "Error: embed latent needs a vae or fvvae model; 'pc' is a "
+                             "pixelcnn (train one with 'fisherlab --workspace "),
+    (["afv", "-m", "pc"], "Error: embed afv needs an ebgan model; 'pc' is a pixelcnn "),
+    (["fisher-scores", "-m", "nope"], "Error: no model named 'nope' in the workspace "),
+    (["pixels", "--dim", "8"], "Error: --dim applies to fisher-scores and afv only, not "
+                               "pixels."),
+    (["pixels", "--device", "cuda"], "Error: --device cuda: "),
+    (["pixels", "--name", "small-pixels"], "Error: embeddings/small-pixels already exists in "
+                                           "the workspace; pass --overwrite to replace it or "
+                                           "choose another --name."),
+    (["pixels", "--name", "a/b"], "Error: invalid name 'a/b': use 1-80 letters"),
+])
+def test_errors(ws, args, line):
+    got = ws.error("embed", *args, "--dataset", "small")
+    assert got.startswith(line), got
+
+
+def test_a_model_of_another_dataset_is_refused(ws):
+    assert ws.error("embed", "fisher-scores", "-d", "faces", "-m", "pc") == (
+        f"Error: model 'pc' was trained on 'workspace:small', not 'workspace:faces'; use a "
+        f"model of this dataset (train one with 'fisherlab --workspace {ws.root} train pixelcnn "
+        f"--dataset faces').")
+
+
+def test_a_bad_kind_is_a_usage_error(ws):
+    line = ws.error("embed", "umap", "-d", "small", code=2)
+    assert re.fullmatch(r"Error: Invalid value for '(KIND|kind)[^']*'.*'umap'.*"
+                        r"See 'fisherlab embed --help'\.", line)
