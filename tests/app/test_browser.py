@@ -227,7 +227,7 @@ def test_training_survives_a_server_restart(tmp_path):
     ckpt = home / "checkpoints" / "digits-pixelcnn" / "checkpoint.json"
     with streamlit_server(home) as url, browser_page() as page:
         open_with_builtin(page, url, "digits", "Train")
-        for label, value in [("feature maps", 8), ("Epochs", 6)]:
+        for label, value in [("feature maps", 8), ("Epochs", 12)]:  # outlasts the restart
             _set_number(page, label, value)
         page.get_by_role("button", name="Train", exact=True).click()
         deadline = time.time() + 240
