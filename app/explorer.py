@@ -29,12 +29,6 @@ def _umap_job(job, vectors: np.ndarray, n_components: int, key: str, cache) -> n
     return out
 
 
-def _figure(xy: np.ndarray, ds: ImageDataset, colour_by: str, title: str):
-    # no dragmode: Streamlit then pans on drag and selects on click (plotly ignores clicks
-    # in lasso mode); the lasso and box tools are one click away in the chart's toolbar
-    return embedding_scatter(xy, ds, colour_by=colour_by, title=title)
-
-
 def explore(emb: Embedding, ds: ImageDataset, key: str) -> None:
     """Draw the explorer for ``emb`` over the images of ``ds``.
 
@@ -87,7 +81,8 @@ def _waiting(emb: Embedding, ds: ImageDataset, colour_by: str, ukey: str, dims: 
     st.progress(snap.fraction if snap else 0.0,
                 text=md(snap.describe()) if snap else "starting UMAP")
     preview = _pca_preview(emb, ukey, dims)
-    st.plotly_chart(_figure(preview, ds, colour_by, "PCA preview (UMAP on its way)"),
+    st.plotly_chart(embedding_scatter(preview, ds, colour_by=colour_by,
+                                      title="PCA preview (UMAP on its way)"),
                     key=f"pca_{ukey}", width="stretch")
 
 
@@ -104,7 +99,7 @@ def _plot_and_select(xy: np.ndarray, emb: Embedding, ds: ImageDataset, colour_by
                      key: str) -> None:
     left, right = st.columns([3, 2], gap="medium")
     with left:
-        fig = _figure(xy, ds, colour_by, f"UMAP of {emb.kind}")
+        fig = embedding_scatter(xy, ds, colour_by=colour_by, title=f"UMAP of {emb.kind}")
         if xy.shape[1] == 2:
             event = st.plotly_chart(fig, on_select="rerun", key=f"umap_{key}",
                                     selection_mode=("box", "lasso", "points"),

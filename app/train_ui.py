@@ -59,9 +59,9 @@ def preset_epochs(family: str, preset: str) -> int:
 
 
 def _estimate_job(job: Job, ds: ImageDataset, family: str, config: dict, batch: int) -> float:
-    model = build_model(family, **(data_config(family, ds) | config))
-    images = ds.quantize(model.config.levels).images if "levels" in data_config(
-        family, ds) else ds.images
+    from_data = data_config(family, ds)
+    model = build_model(family, **(from_data | config))
+    images = ds.quantize(model.config.levels).images if "levels" in from_data else ds.images
     return step_seconds(model, images, batch_size=batch)
 
 

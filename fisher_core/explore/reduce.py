@@ -175,15 +175,26 @@ def kernel_neighbors(vectors: np.ndarray, index: int, k: int = 8) -> tuple[np.nd
         Kernel values K(x_index, x_j).
     """
     x = np.asarray(vectors, dtype=np.float32)
+    sims = _kernel_row(x, index)
+    order = _top(sims, k)
+    return order, sims[order]
+
+
+def _kernel_row(x: np.ndarray, index: int) -> np.ndarray:
+    """K(x_index, x_j) for every row j, (N,), with −inf at the query itself."""
     if not 0 <= index < x.shape[0]:
         raise IndexError(f"index must be in [0, {x.shape[0]}); got {index}.")
     sims = x @ x[index]  # (N,)
     sims[index] = -np.inf
-    k = min(k, x.shape[0] - 1)
-    top = np.argpartition(-sims, k - 1)[:k] if k < x.shape[0] - 1 else np.arange(x.shape[0])
+    return sims
+
+
+def _top(sims: np.ndarray, k: int) -> np.ndarray:
+    """Rows of the k largest finite values, largest first (ties in row order)."""
+    k = min(k, sims.shape[0] - 1)
+    top = np.argpartition(-sims, k - 1)[:k] if k < sims.shape[0] - 1 else np.arange(len(sims))
     top = top[np.isfinite(sims[top])]
-    order = top[np.argsort(-sims[top], kind="stable")][:k]
-    return order, sims[order]
+    return top[np.argsort(-sims[top], kind="stable")][:k]
 
 
 def neighbor_scores(vectors: np.ndarray, index: int, k: int = 8) -> dict[str, np.ndarray]:
@@ -210,10 +221,11 @@ def neighbor_scores(vectors: np.ndarray, index: int, k: int = 8) -> dict[str, np
         share of the other rows whose kernel value with the query is lower).
     """
     x = np.asarray(vectors, dtype=np.float32)
-    order, kernel = kernel_neighbors(x, index, k)
-    others = np.delete(x @ x[index], index).astype(np.float64)  # (N − 1,)
-    norms = np.linalg.norm(x, axis=1).astype(np.float64)
-    denom = norms[order] * norms[index]
+    sims = _kernel_row(x, index)  # one pass over the N rows serves all three scores
+    order = _top(sims, k)
+    kernel = sims[order]
+    others = np.delete(sims, index).astype(np.float64)  # (N − 1,)
+    denom = (np.linalg.norm(x[order], axis=1) * np.linalg.norm(x[index])).astype(np.float64)
     cosine = np.divide(kernel.astype(np.float64), denom, out=np.zeros(len(order)),
                        where=denom > 0)
     below = np.searchsorted(np.sort(others), kernel.astype(np.float64), side="left")

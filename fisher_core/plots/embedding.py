@@ -63,5 +63,7 @@ def embedding_scatter(xy: np.ndarray, ds: ImageDataset, *, colour_by: str = "lab
         fig = px.scatter(data, x="x", y="y",
                          render_mode="svg" if len(xy) <= SVG_POINTS else "webgl", **kw)
         fig.update_traces(marker=dict(size=5, opacity=0.8))
+    # No dragmode: Streamlit then pans on drag and selects on click (plotly ignores clicks in
+    # lasso mode); lasso and box stay one click away in the chart's toolbar.
     fig.update_layout(margin=dict(MARGIN, l=0, r=0, b=0), legend_title_text=name or "")
     return fig
