@@ -1,6 +1,6 @@
 """EM pieces of the diagonal Gaussian mixture (:mod:`fisher_core.fisher.gmm`), shared with the
 batched Fisher-vector encoder: the two-GEMM E-step on augmented data ``[x², x]``, the float64
-M-step, k-means++ and the hard-assignment initialisation.
+M-step. The initialisations live in :mod:`._init`.
 """
 
 from __future__ import annotations
@@ -96,36 +96,6 @@ def _augmented_data(X: np.ndarray, shift: np.ndarray, dtype, device, batch: int)
 
 
 # --------------------------------------------------------------------------- EM pieces
-def _kmeanspp(x: torch.Tensor, k: int, gen: torch.Generator) -> tuple[torch.Tensor, int]:
-    """Greedy k-means++ (Arthur & Vassilvitskii; sklearn's 2 + log k local trials), float64.
-
-    Returns the (k, D) centres and how many were drawn from positive potential (the number of
-    distinct centres found; less than k means the sample has fewer distinct points).
-    """
-    n = x.shape[0]
-    sq = (x * x).sum(1)  # (n,)
-    n_trials = 2 + int(math.log(k))
-    first = int(torch.randint(n, (1,), generator=gen))
-    centers = [first]
-    closest = (sq - 2 * x @ x[first] + sq[first]).clamp_(min=0)  # (n,)
-    n_distinct = 1
-    for _ in range(1, k):
-        potential = float(closest.sum())
-        if potential <= 0.0:  # every point coincides with a centre: only duplicates remain
-            centers.append(int(torch.randint(n, (1,), generator=gen)))
-            continue
-        draws = torch.rand(n_trials, generator=gen, dtype=torch.float64) * potential
-        cand = torch.searchsorted(torch.cumsum(closest.cpu(), 0), draws).clamp_(max=n - 1)
-        cand = cand.to(x.device)
-        dist = (sq[None] - 2 * x[cand] @ x.T + sq[cand, None]).clamp_(min=0)  # (trials, n)
-        torch.minimum(dist, closest[None], out=dist)
-        best = int(torch.argmin(dist.sum(1)))
-        closest = dist[best]
-        centers.append(int(cand[best]))
-        n_distinct += 1
-    return x[centers], n_distinct
-
-
 def _m_step(stats, prev: _Params | None, reg_covar: float) -> _Params:
     """Weights, means and floored variances from float64 (Nk, Σγx, Σγx²) statistics."""
     nk, s1, s2 = stats
@@ -158,27 +128,3 @@ def _e_pass(aug: torch.Tensor, params: _Params, batch: int):
         sxx += torch.mm(resp.T, block).to(torch.float64)  # (K, 2D) = γᵀ [x², x]
     stats = (nk, sxx[:, n_features:], sxx[:, :n_features])
     return stats, float(loglik) / aug.shape[0]
-
-
-def _init_params(aug: torch.Tensor, centers: torch.Tensor, batch: int, reg_covar: float):
-    """One hard-assignment (Lloyd) step from the k-means++ centres, then an M-step."""
-    n_features = aug.shape[1] // 2
-    k = centers.shape[0]
-    c = centers.to(aug.dtype)
-    c_sq = (c * c).sum(1)
-    nk = torch.zeros(k, dtype=torch.float64, device=aug.device)
-    sxx = torch.zeros(k, 2 * n_features, dtype=torch.float64, device=aug.device)
-    for start in range(0, aug.shape[0], batch):
-        block = aug[start : start + batch]
-        # ‖x − c‖² up to the row constant ‖x‖²
-        labels = torch.argmin(c_sq - 2 * block[:, n_features:] @ c.T, dim=1)
-        onehot = torch.nn.functional.one_hot(labels, k).to(aug.dtype)  # (B, K)
-        nk += onehot.sum(0, dtype=torch.float64)
-        sxx += torch.mm(onehot.T, block).to(torch.float64)
-    x_all = aug[:, n_features:]
-    global_var = x_all.var(0, correction=0).to(torch.float64) + reg_covar  # (D,)
-    params = _m_step((nk, sxx[:, n_features:], sxx[:, :n_features]), None, reg_covar)
-    lonely = nk < 2  # a centre with no other point: start it broad, not as a spike
-    params.means[lonely] = centers[lonely].to(torch.float64)
-    params.variances[lonely] = global_var
-    return params
