@@ -123,6 +123,7 @@ DEEP_KINDS = {
     "Network activations (baseline)": "activations",
     "Discriminator pooled activations (D-pool)": "d_pool",
     "VAE latent means (baseline)": "latent",
+    "GMM Fisher vector (this trained GMM, improved FV)": "gmm_fv",
 }
 # which embeddings each model family offers
 FAMILY_KINDS = {
@@ -130,15 +131,21 @@ FAMILY_KINDS = {
     "vae": ("fisher", "activations", "latent"),
     "fvvae": ("fv_vae", "fisher", "activations", "latent"),
     "ebgan": ("afv", "d_pool"),
+    "gmm": ("gmm_fv",),
 }
 
 
 def _embedders() -> dict:
-    from fisher_core.embeddings import afv_embedding, d_pool_embedding, fvvae_embedding
+    from fisher_core.embeddings import (
+        afv_embedding,
+        d_pool_embedding,
+        fvvae_embedding,
+        patch_gmm_embedding,
+    )
 
     return {"fisher": fisher_score_embedding, "activations": activation_embedding,
             "latent": latent_embedding, "afv": afv_embedding, "d_pool": d_pool_embedding,
-            "fv_vae": fvvae_embedding}
+            "fv_vae": fvvae_embedding, "gmm_fv": patch_gmm_embedding}
 
 
 def _deep_job(job, ds: ImageDataset, ds_key: str, model_name: str, kind: str,
@@ -186,11 +193,11 @@ def deep_form(ds: ImageDataset, ds_key: str) -> None:
                    "normalize": None if norm == "none" else norm, "center": center},
         "afv": {"dim": int(dim), "projection": proj},
         "activations": {"pool": pool},
-        "latent": {}, "d_pool": {}, "fv_vae": {},
+        "latent": {}, "d_pool": {}, "fv_vae": {}, "gmm_fv": {},
     }[kind]
     suffix = {"fisher": f"fisher-{proj}{dim}-{norm}{'-c' if center else ''}",
               "afv": f"afv-{proj}{dim}", "activations": f"act-{pool}", "latent": "latent",
-              "d_pool": "d-pool", "fv_vae": "fv-vae"}[kind]
+              "d_pool": "d-pool", "fv_vae": "fv-vae", "gmm_fv": "fv"}[kind]
     name = slug(f"{model_name}-{suffix}")
     job_name = session_job(f"embed:{ds_key}")
     jobs().submit(job_name, _deep_job, ds, ds_key, model_name, kind, options, name)

@@ -28,7 +28,8 @@ def watch(name: str, cancellable: bool = True) -> None:
 _INTERNAL = ("umap-warmup", "step-seconds:")
 _KINDS = {"train": "training", "umap": "UMAP", "probe": "linear probes",
           "ablation": "FV ablation", "decoder": "decoder", "extractor": "feature extractor",
-          "fid": "FID curves", "edits": "edit scores", "emb": "embedding"}
+          "fid": "FID curves", "edits": "edit scores", "emb": "embedding",
+          "gmm-sweep": "choosing K"}
 
 
 def _visible(name: str) -> str | None:

@@ -43,7 +43,13 @@ LABELS = {
     "sigmoid": "sigmoid on D", "sigma": "Gaussian σ", "learn_sigma": "learn σ",
     "levels": "levels L", "output": "output distribution", "spatial": "model positions",
     "fv_normalization": "FV normalisation", "fv_l2": "FV L2 norm",
+    "patch": "patch side (0 = auto)", "stride": "stride (0 = auto)",
+    "pca": "PCA dims (0 = none)", "max_descriptors": "descriptors fitted",
+    "max_iter": "EM iterations at most", "tol": "EM tolerance",
 }
+# Integer fields whose range is not the default 1..4096.
+BOUNDS = {"patch": (0, 64), "stride": (0, 64), "pca": (0, 4096),
+          "max_descriptors": (1_000, 10_000_000), "max_iter": (1, 10_000)}
 TRAIN_HELP = {
     "epochs": "Passes over the training images (90 %; 10 % are held out for validation).",
     "batch_size": "Images per optimisation step; the family's default suits a CPU.",
@@ -51,6 +57,11 @@ TRAIN_HELP = {
     "seed": "Fixes the initial weights, the shuffling and the held-out split.",
     "minutes": "Training stops here even if epochs remain; the best epoch so far is kept.",
 }
+
+
+def fitted_by_em(family: str) -> bool:
+    """True for a family fitted by EM (the patch GMM): no epochs, batches or learning rate."""
+    return bool(getattr(MODEL_FAMILIES[family][0], "fitted_by_em", False))
 
 
 def preset_epochs(family: str, preset: str) -> int:
@@ -132,7 +143,8 @@ def config_form(family: str, ds: ImageDataset) -> dict[str, Any]:
             out[f.name] = col.selectbox(label, opts, index=opts.index(f.default), key=key,
                                         help=tip)
         elif isinstance(f.default, int):
-            out[f.name] = int(col.number_input(label, 1, 4096, f.default, key=key, help=tip))
+            low, high = BOUNDS.get(f.name, (1, 4096))
+            out[f.name] = int(col.number_input(label, low, high, f.default, key=key, help=tip))
         else:
             out[f.name] = float(col.number_input(label, 0.0, 1e6, float(f.default),
                                                  format="%.4g", key=key, help=tip))

@@ -65,8 +65,8 @@ from .metrics import (
     probe_embeddings,
     train_feature_extractor,
 )
-from .models import MODEL_FAMILIES, build_model, load_model, save_model
-from .training import ProgressEvent, TrainResult, train
+from .models import MODEL_FAMILIES, PatchGMM, build_model, load_model, save_model
+from .training import ProgressEvent, TrainResult, fit_patch_gmm, train
 from .utils import __version__
 from .workspace import (
     Workspace,
@@ -92,6 +92,7 @@ __all__ = [
     "Limits",
     "PatchDescriptor",
     "ProgressEvent",
+    "PatchGMM",
     "TrainResult",
     "Workspace",
     "__version__",
@@ -102,6 +103,7 @@ __all__ = [
     "attribute_direction",
     "attribute_edit_scores",
     "build_model",
+    "fit_patch_gmm",
     "class_distance_matrix",
     "d_pool_embedding",
     "export_csv",

@@ -4,12 +4,14 @@ import pandas as pd
 import streamlit as st
 
 from app.embeddings_ui import slug
+from app.gmm_ui import EM_NOTE, sweep_panel
 from app.state import current_dataset, jobs, workspace
 from app.train_ui import (
     PRESETS,
     TRAIN_HELP,
     config_form,
     draw_run,
+    fitted_by_em,
     interrupted_panel,
     live,
     preset_epochs,
@@ -50,26 +52,36 @@ def _apply_preset() -> None:
         family, st.session_state.get("train_preset") or "balanced")
 
 
-st.segmented_control("Preset", list(PRESETS), key="train_preset",
-                     on_change=_apply_preset, help="Sets the number of epochs; the estimates "
-                     "below are measured on this machine for the current settings.")
+em = fitted_by_em(family)
+if em:
+    st.caption(EM_NOTE)
+else:
+    st.segmented_control("Preset", list(PRESETS), key="train_preset",
+                         on_change=_apply_preset, help="Sets the number of epochs; the "
+                         "estimates below are measured on this machine for the current "
+                         "settings.")
 with st.form(f"train_form_{fk}"):
     st.markdown("**Model**")
     config = config_form(family, ds)
-    st.markdown("**Training**")
+    st.markdown("**Fitting**" if em else "**Training**")
     c = st.columns(5)
-    epochs = c[0].number_input("Epochs", 1, 500, key=epochs_key, help=TRAIN_HELP["epochs"])
-    batch = c[1].number_input("Batch size", 1, 4096, key="train_batch",
-                              help=TRAIN_HELP["batch_size"])
-    lr = c[2].number_input("Learning rate", 1e-6, 1.0, format="%.0e", key="train_lr",
-                           help=TRAIN_HELP["lr"])
+    epochs, batch, lr = 1, int(defaults.get("batch_size", 64)), float(defaults.get("lr", 1e-3))
+    if not em:
+        epochs = c[0].number_input("Epochs", 1, 500, key=epochs_key, help=TRAIN_HELP["epochs"])
+        batch = c[1].number_input("Batch size", 1, 4096, key="train_batch",
+                                  help=TRAIN_HELP["batch_size"])
+        lr = c[2].number_input("Learning rate", 1e-6, 1.0, format="%.0e", key="train_lr",
+                               help=TRAIN_HELP["lr"])
     seed = c[3].number_input("Seed", 0, 2**31 - 1, key="train_seed", help=TRAIN_HELP["seed"])
     minutes = c[4].number_input("Time limit (min)", 0.5, 600.0, step=0.5, key="train_minutes",
                                 help=TRAIN_HELP["minutes"])
     name = st.text_input("Save as", key="train_name")
-    go = st.form_submit_button("Train", type="primary")
+    go = st.form_submit_button("Fit" if em else "Train", type="primary")
 
-show_estimate(ds, ds_key, family, config, int(batch), int(epochs))
+if em:
+    sweep_panel(ds, ds_key, config, int(seed))
+else:
+    show_estimate(ds, ds_key, family, config, int(batch), int(epochs))
 
 if go:
     if not slug(name) or slug(name) != name:
@@ -120,7 +132,7 @@ for e in saved:
                  "bits/dim (val)": float("nan") if bpd is None else bpd,
                  "epochs": m.get("epochs"),
                  "parameters": m.get("parameters"), "seconds": m.get("seconds"),
-                 "stopped": m.get("stopped"),
+                 "stopped": m.get("stopped"), "BIC": m.get("bic"),
                  "best held-out step": m.get("monitor_step")})
 st.dataframe(pd.DataFrame(rows), hide_index=True,
              column_config={"bits/dim (val)": st.column_config.NumberColumn(

@@ -33,7 +33,7 @@ def _error(line: str) -> None:
 class FisherGroup(TyperGroup):
     """The root command group: every error ends as one ``Error: ...`` line on stderr."""
 
-    ORDER = ("data", "train", "embed", "umap", "eval", "app")
+    ORDER = ("data", "train", "gmm-sweep", "embed", "umap", "eval", "app")
 
     def list_commands(self, ctx: typer.Context) -> list[str]:
         """The commands in the order of the workflow."""

@@ -14,6 +14,7 @@ from ..embeddings import (
     fisher_score_embedding,
     fisher_vector_embedding,
     latent_embedding,
+    patch_gmm_embedding,
     pixel_embedding,
 )
 from ..workspace import load_saved_model
@@ -38,8 +39,10 @@ class Kind(StrEnum):
 # The model families each deep kind takes (as the app offers them).
 FAMILIES = {"fisher-scores": ("pixelcnn", "vae", "fvvae"), "afv": ("ebgan",),
             "activations": ("pixelcnn", "vae", "fvvae"), "latent": ("vae", "fvvae")}
+# Kinds that take a saved model optionally: Fisher vectors reuse a trained patch GMM.
+OPTIONAL_MODEL = {"fisher-vector": ("gmm",)}
 # Which kinds each option applies to (an option given to another kind is an error).
-APPLIES = {"model": tuple(FAMILIES), "dim": ("fisher-scores", "afv"),
+APPLIES = {"model": (*FAMILIES, *OPTIONAL_MODEL), "dim": ("fisher-scores", "afv"),
            "projection": ("fisher-scores", "afv"), "normalize": ("fisher-scores",),
            "center": ("fisher-scores",), "pool": ("activations",),
            "components": ("fisher-vector",), "patch": ("fisher-vector",),
@@ -65,7 +68,7 @@ def _either(items: tuple[str, ...]) -> str:
 def _model(sess: Session, kind: str, model: str | None, key: str):
     """Load the saved model a deep kind needs, after checking its family and dataset."""
     ws = sess.workspace()
-    fams = FAMILIES[kind]
+    fams = FAMILIES.get(kind) or OPTIONAL_MODEL[kind]
     fitting = [e.name for e in ws.list("models")
                if e.meta.get("family") in fams and e.meta.get("dataset") == key]
     hint = (f"saved {'/'.join(fams)} models of {key}: {', '.join(fitting)}" if fitting else
@@ -89,6 +92,10 @@ def _compute(kind: str, ds, key: str, o: dict[str, Any], model, model_name: str 
              bar: Bar) -> Embedding:
     if kind == "pixels":
         return pixel_embedding(ds, dataset_key=key)
+    if kind == "fisher-vector" and model is not None:  # the trained patch GMM, no refit
+        return patch_gmm_embedding(model, ds.images, normalization=o["normalization"],
+                                   power=0.5 if o["power"] else None, l2=o["l2"],
+                                   dataset_key=key, model_name=model_name, progress=bar)
     if kind == "fisher-vector":
         return fisher_vector_embedding(
             ds, n_components=o["components"], patch=o["patch"], stride=o["stride"],
@@ -112,8 +119,10 @@ def _compute(kind: str, ds, key: str, o: dict[str, Any], model, model_name: str 
 def _default_name(kind: str, dataset: str, model: str | None, o: dict[str, Any]) -> str:
     return slug({
         "pixels": f"{dataset}-pixels",
-        "fisher-vector": f"{dataset}-fv-k{o['components']}-p{o['patch']}-{o['normalization']}"
-                         f"{'-pow' if o['power'] else ''}{'-l2' if o['l2'] else ''}",
+        "fisher-vector": (f"{model}-fv" if model else
+                          f"{dataset}-fv-k{o['components']}-p{o['patch']}")
+                         + f"-{o['normalization']}{'-pow' if o['power'] else ''}"
+                         f"{'-l2' if o['l2'] else ''}",
         "fisher-scores": f"{model}-fisher-{o['projection']}{o['dim']}-{o['normalize']}"
                          f"{'-c' if o['center'] else ''}",
         "afv": f"{model}-afv-{o['projection']}{o['dim']}",
@@ -127,7 +136,8 @@ def embed(
     kind: Annotated[Kind, typer.Argument(help="What to compute.")],
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Workspace dataset name.")],
     model: Annotated[str | None, typer.Option("--model", "-m", help="Saved model (deep "
-                     "kinds: fisher-scores, afv, activations, latent).", show_default=False)
+                     "kinds: fisher-scores, afv, activations, latent; fisher-vector: a trained "
+                     "gmm, reused instead of fitting one).", show_default=False)
                      ] = None,
     dim: Annotated[int | None, typer.Option(min=1, help="Projection dimension [512].",
                                             show_default=False)] = None,
@@ -183,7 +193,14 @@ def embed(
                     stride=1 if small else 2, pca=0 if small else 24,
                     normalization="analytic", power=True, l2=True)
     o = {**defaults, **{k2: v for k2, v in given.items() if v is not None}, "seed": seed}
-    net = _model(sess, k, model, key) if k in FAMILIES else None
+    if k in OPTIONAL_MODEL and model is not None:
+        clash = [f"--{o2}" for o2 in ("components", "patch", "stride", "pca")
+                 if given[o2] is not None]
+        if clash:
+            raise CliError(f"{', '.join(clash)}: with --model the trained GMM's own settings "
+                           "are used; leave them out.")
+    wants_model = k in FAMILIES or (k in OPTIONAL_MODEL and model is not None)
+    net = _model(sess, k, model, key) if wants_model else None
     name = sess.new_name("embeddings", name or _default_name(k, dataset, model, o), overwrite)
     if net is not None and dev != "cpu":
         net.to(dev)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -17,7 +18,7 @@ from .ui import table
 __all__ = ["DEFAULT_EPOCHS", "check_device", "parse_config", "register"]
 
 # The app's "balanced" preset: recognisable samples on the built-in data in ~2 CPU minutes.
-DEFAULT_EPOCHS = {"pixelcnn": 4, "vae": 9, "ebgan": 10, "fvvae": 9}
+DEFAULT_EPOCHS = {"pixelcnn": 4, "vae": 9, "ebgan": 10, "fvvae": 9, "gmm": 1}  # gmm: EM
 FROM_DATA = {"channels", "height", "width"}
 Family = StrEnum("Family", {k: k for k in MODEL_FAMILIES})  # type: ignore[misc]
 
@@ -166,11 +167,68 @@ def train(
          "family": fam, "dataset": key, "config": config, "metrics": m, "stopped": r.stopped_reason,
          "message": r.message},
         f"Saved model {name} ({fam}, {m['parameters']:,} parameters, dataset {key}) after "
-        f"{m['epochs']} epoch(s) in {m['seconds']:.0f} s"
+        f"{m['epochs']} {'EM iteration' if fam == 'gmm' else 'epoch'}(s) in "
+        f"{m['seconds']:.0f} s"
         + (f"; held-out {bpd:.4g} bits/dim." if bpd is not None else ".") + f" {r.message}",
         table(None, ["epoch", "train loss", "held-out NLL", "bits/dim", "seconds"], epochs_rows))
 
 
+def gmm_sweep(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Workspace dataset name.")],
+    components: Annotated[str, typer.Option(
+        "--k", help="Comma-separated numbers of components to try.")] = "4,8,16,32,64",
+    settings: Annotated[list[str] | None, typer.Option(
+        "--set", help="A descriptor setting of the gmm family, KEY=VALUE (patch, stride, pca, "
+        "spatial, max_descriptors).", show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Held-out split, subsample, k-means.")] = 0,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Also write the figure: FILE.html or FILE.png.",
+        show_default=False)] = None,
+) -> None:
+    """Choose K for a patch GMM: held-out log-likelihood and BIC over a range of K."""
+    from ..plots import gmm_selection_figure
+    from ..training import sweep_components
+    from .cmd_umap import write_figure
+
+    sess = session(ctx)
+    try:
+        ks = sorted({int(k) for k in components.split(",") if k.strip()})
+    except ValueError:
+        raise CliError(f"--k {components}: write comma-separated integers, e.g. --k 8,16,32.")\
+            from None
+    if not ks or ks[0] < 1:
+        raise CliError(f"--k {components}: every K must be an integer >= 1.")
+    config = parse_config("gmm", settings or [])
+    allowed = {"patch", "stride", "pca", "spatial", "max_descriptors"}
+    if set(config) - allowed:
+        raise CliError(f"--set {', '.join(sorted(set(config) - allowed))}: only "
+                       f"{', '.join(sorted(allowed))} apply to a sweep.")
+    if out is not None and out.suffix.lower() not in (".html", ".png"):
+        raise CliError(f"--out {out}: write an .html or a .png file.")
+    ds, key = sess.dataset(dataset)
+    build_model("gmm", **{**data_config("gmm", ds), **config})  # bad values: before any work
+    with sess.ui.progress(f"fitting {len(ks)} GMMs on {dataset}") as bar:
+        try:
+            rows = sweep_components(ds.images, ks, seed=seed, progress=bar, **config)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    if out is not None:
+        write_figure(gmm_selection_figure(rows, f"Patch GMM on {dataset}: choosing K"), out)
+    best_val = max(rows, key=lambda r: r["val_ll"])["n_components"]
+    best_bic = min(rows, key=lambda r: r["bic"])["n_components"]
+    sess.ui.result(
+        {"saved": [], "dataset": key, "rows": rows, "best_val_ll": best_val,
+         "best_bic": best_bic, "out": None if out is None else str(out)},
+        f"Best K: {best_val} by held-out log-likelihood, {best_bic} by BIC"
+        + (f"; figure in {out}." if out is not None else "."),
+        table(None, ["K", "train LL / desc.", "held-out LL / desc.", "BIC", "EM iterations",
+                     "seconds"],
+              [[r["n_components"], r["train_ll"], r["val_ll"], r["bic"], r["n_iter"],
+                r["seconds"]] for r in rows]))
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``train`` to ``app``."""
+    """Add ``train`` and ``gmm-sweep`` to ``app``."""
     app.command("train")(train)
+    app.command("gmm-sweep")(gmm_sweep)

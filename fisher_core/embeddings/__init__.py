@@ -12,7 +12,7 @@ from .afv import (
     discriminator_pool,
     generator_samples,
 )
-from .classical import fisher_vector_embedding, pixel_embedding, power_l2
+from .classical import fisher_vector_embedding, patch_gmm_embedding, pixel_embedding, power_l2
 from .deep import (
     POOLS,
     activation_embedding,
@@ -46,6 +46,7 @@ __all__ = [
     "export_projector_zip",
     "fisher_score_embedding",
     "fisher_vector_embedding",
+    "patch_gmm_embedding",
     "fvvae_embedding",
     "generator_samples",
     "latent_embedding",

@@ -14,7 +14,8 @@ import numpy as np
 from ..data.dataset import ImageDataset
 from .embedding import Embedding
 
-__all__ = ["Progress", "fisher_vector_embedding", "pixel_embedding", "power_l2"]
+__all__ = ["Progress", "fisher_vector_embedding", "patch_gmm_embedding", "pixel_embedding",
+           "power_l2"]
 
 Progress = Callable[[float, str], None]
 
@@ -112,13 +113,8 @@ def fisher_vector_embedding(
     """
     from ..fisher.descriptors import image_descriptors
     from ..fisher.gmm import GaussianMixture
-    from ..fisher.vectors import fisher_vector
 
-    if normalization not in ("analytic", "empirical", "none"):
-        raise ValueError(
-            "normalization must be 'analytic', 'empirical' or 'none'; "
-            f"got {normalization!r}."
-        )
+    _check_normalization(normalization)
     report = progress or _noop
     report(0.0, "extracting local descriptors")
     desc = image_descriptors(ds.images, patch=patch, stride=stride, pca=pca, spatial=spatial,
@@ -130,17 +126,7 @@ def fisher_vector_embedding(
             flat = flat[rng.choice(flat.shape[0], max_gmm_descriptors, replace=False)]
         report(0.1, f"fitting a {n_components}-component GMM on {flat.shape[0]:,} descriptors")
         gmm = GaussianMixture(n_components=n_components, random_state=random_state).fit(flat)
-    base = "none" if normalization == "empirical" else normalization
-    out = []
-    n = desc.shape[0]
-    for start in range(0, n, chunk):
-        out.append(fisher_vector(desc[start:start + chunk], gmm, normalization=base,
-                                 power=None, l2=False))
-        report(0.3 + 0.65 * min(n, start + chunk) / n, f"encoded {min(n, start + chunk):,}/{n:,}")
-    fv = np.concatenate(out).astype(np.float32)
-    if normalization == "empirical":
-        fv = (fv - fv.mean(0)) / (fv.std(0) + 1e-8)
-    fv = power_l2(fv, power=power, l2=l2)
+    fv = _encode(desc, gmm, normalization, power, l2, chunk, report, start=0.3)
     report(1.0, "done")
     params = {"n_components": n_components, "patch": patch, "stride": stride, "pca": pca,
               "spatial": spatial, "power": power, "l2": l2, "descriptor_dim": desc.shape[-1],
@@ -148,3 +134,100 @@ def fisher_vector_embedding(
     emb = Embedding(fv, dataset_key or ds.name, "fisher_vector", model=f"gmm-k{n_components}",
                     normalization=normalization, params=params)
     return emb, gmm
+
+
+def _check_normalization(normalization: str) -> None:
+    if normalization not in ("analytic", "empirical", "none"):
+        raise ValueError(
+            "normalization must be 'analytic', 'empirical' or 'none'; "
+            f"got {normalization!r}."
+        )
+
+
+def _encode(desc: Any, gmm: Any, normalization: str, power: float | None, l2: bool,
+            chunk: int, report: Progress, *, start: float) -> np.ndarray:
+    """Fisher vectors of every set in ``desc`` (N, L, d) or of ``desc(i, j)`` blocks, in chunks
+    of images, then the empirical standardisation (if asked), power and L2; float32 (N, k)."""
+    from ..fisher.vectors import fisher_vector
+
+    base = "none" if normalization == "empirical" else normalization
+    n = desc.shape[0] if hasattr(desc, "shape") else desc.n
+    out = []
+    for first in range(0, n, chunk):
+        block = desc[first:first + chunk] if hasattr(desc, "shape") else desc(first, chunk)
+        out.append(fisher_vector(block, gmm, normalization=base, power=None, l2=False))
+        done = min(n, first + chunk)
+        report(start + (0.95 - start) * done / n, f"encoded {done:,}/{n:,}")
+    fv = np.concatenate(out).astype(np.float32)
+    if normalization == "empirical":
+        fv = (fv - fv.mean(0)) / (fv.std(0) + 1e-8)
+    return power_l2(fv, power=power, l2=l2)
+
+
+class _Descriptors:
+    """Descriptors of images computed chunk by chunk: ``self(first, count)`` → (count, L, d)."""
+
+    def __init__(self, descriptor: Any, images: np.ndarray) -> None:
+        self.descriptor, self.images, self.n = descriptor, images, len(images)
+
+    def __call__(self, first: int, count: int) -> np.ndarray:
+        return self.descriptor.transform(self.images[first:first + count])
+
+
+def patch_gmm_embedding(
+    model: Any,
+    images: np.ndarray,
+    *,
+    normalization: str = "analytic",
+    power: float | None = 0.5,
+    l2: bool = True,
+    dataset_key: str = "",
+    model_name: str | None = None,
+    progress: Progress | None = None,
+    chunk: int = 512,
+) -> Embedding:
+    """Fisher vectors of every image under a trained :class:`~fisher_core.models.PatchGMM`.
+
+    The model's own descriptor recipe (patches, PCA, positions) and mixture are reused: no
+    mixture is fitted here, so embeddings of several datasets share one vocabulary.
+
+    Parameters
+    ----------
+    model : PatchGMM
+        A fitted patch GMM (``fisherlab train gmm`` or the Train page).
+    images : ndarray of shape (N, C, H, W)
+        Floats in [0, 1], the size the model was trained on.
+    normalization : {"analytic", "empirical", "none"}, default="analytic"
+    power : float or None, default=0.5
+    l2 : bool, default=True
+        As in :func:`fisher_vector_embedding`.
+    dataset_key, model_name : str
+        Recorded in the embedding's metadata.
+    progress : callable(fraction, message) or None, default=None
+    chunk : int, default=512
+        Images encoded per call.
+
+    Returns
+    -------
+    Embedding
+        kind ``"fisher_vector"``, shape (N, K (1 + 2d)).
+    """
+    from ..models.patchgmm import PatchGMM
+
+    if not isinstance(model, PatchGMM):
+        raise TypeError(f"model must be a PatchGMM; got {type(model).__name__}.")
+    _check_normalization(normalization)
+    images = np.asarray(images, dtype=np.float32)
+    cfg = model.config
+    if images.ndim != 4 or images.shape[1:] != tuple(model.image_shape):
+        raise ValueError(f"images must have shape (N, {cfg.channels}, {cfg.height}, "
+                         f"{cfg.width}) like the model's training data; got {images.shape}.")
+    report = progress or _noop
+    desc = _Descriptors(model.descriptor(), images)
+    fv = _encode(desc, model.mixture(), normalization, power, l2, chunk, report, start=0.0)
+    report(1.0, "done")
+    params = {"n_components": cfg.n_components, "patch": cfg.patch, "stride": cfg.stride,
+              "pca": cfg.pca or None, "spatial": cfg.spatial, "power": power, "l2": l2,
+              "descriptor_dim": model.descriptor_dim, "n_patches": int(model.positions.shape[0])}
+    return Embedding(fv, dataset_key, "fisher_vector", model=model_name or "gmm",
+                     normalization=normalization, params=params)

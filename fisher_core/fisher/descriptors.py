@@ -22,7 +22,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["PatchDescriptor", "default_patch", "image_descriptors"]
+__all__ = ["PatchDescriptor", "default_patch", "image_descriptors", "patch_positions"]
 
 _IMAGES_PER_CHUNK = 512
 
@@ -57,7 +57,7 @@ def _check_images(images) -> np.ndarray:
     return arr
 
 
-def _positions(height: int, width: int, patch: int, stride: int) -> np.ndarray:
+def patch_positions(height: int, width: int, patch: int, stride: int) -> np.ndarray:
     """(L, 2) patch-centre (x, y) in [0, 1], row-major over patch positions like unfold."""
     ys = (np.arange(0, height - patch + 1, stride) + patch / 2) / height
     xs = (np.arange(0, width - patch + 1, stride) + patch / 2) / width
@@ -145,7 +145,7 @@ class PatchDescriptor(TransformerMixin, BaseEstimator):
             )
         rng = check_random_state(self.random_state)
         n_images = images.shape[0]
-        n_per = len(_positions(*images.shape[2:], self.patch_, self.stride_))
+        n_per = len(patch_positions(*images.shape[2:], self.patch_, self.stride_))
         # all patches of a random subset of images: bounded memory, no second sampling stage
         n_pick = min(n_images, max(1, -(-self.max_fit_patches // n_per)))
         chosen = np.sort(rng.choice(n_images, n_pick, replace=False))
@@ -175,7 +175,7 @@ class PatchDescriptor(TransformerMixin, BaseEstimator):
                 f"images must have {self.n_channels_} channels and sides >= {self.patch_} "
                 f"(as in fit), got shape {images.shape[1:]}."
             )
-        pos = torch.from_numpy(_positions(height, width, self.patch_, self.stride_))
+        pos = torch.from_numpy(patch_positions(height, width, self.patch_, self.stride_))
         parts = []
         for start in range(0, images.shape[0], _IMAGES_PER_CHUNK):
             desc = _patches(images[start : start + _IMAGES_PER_CHUNK], self.patch_, self.stride_)

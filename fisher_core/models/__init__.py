@@ -1,6 +1,7 @@
 """Small deep generative models sharing one protocol (see :mod:`fisher_core.models.base`):
-PixelCNN, VAE, EBM-GAN, FV-VAE, their layers and safetensors files. How they are trained is
-:mod:`fisher_core.training`; how they embed a dataset is :mod:`fisher_core.embeddings`.
+PixelCNN, VAE, EBM-GAN, FV-VAE, the patch GMM (fitted by EM), their layers and safetensors
+files. How they are trained is :mod:`fisher_core.training`; how they embed a dataset is
+:mod:`fisher_core.embeddings`.
 
 ``MODEL_FAMILIES`` maps a family name to its (model class, config dataclass); a new family
 (e.g. an energy-based GAN) is added by subclassing :class:`GenerativeModel`, overriding the
@@ -22,6 +23,7 @@ from .ebgan import EBGAN, EBGANConfig
 from .fvvae import FVVAE, FVVAEConfig
 from .io import ModelFileError, load_model, save_model
 from .netio import load_net, save_net
+from .patchgmm import PatchGMM, PatchGMMConfig
 from .pixelcnn import PixelCNN, PixelCNNConfig
 from .registry import MODEL_FAMILIES, build_model, config_help
 from .vae import VAE, VAEConfig, gaussian_kl
@@ -35,6 +37,8 @@ __all__ = [
     "FVVAEConfig",
     "GenerativeModel",
     "ModelFileError",
+    "PatchGMM",
+    "PatchGMMConfig",
     "PixelCNN",
     "PixelCNNConfig",
     "VAE",

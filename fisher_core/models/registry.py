@@ -10,6 +10,7 @@ from torch import nn
 from .base import ConfigError
 from .ebgan import EBGAN, EBGANConfig
 from .fvvae import FVVAE, FVVAEConfig
+from .patchgmm import PatchGMM, PatchGMMConfig
 from .pixelcnn import PixelCNN, PixelCNNConfig
 from .vae import VAE, VAEConfig
 
@@ -20,6 +21,7 @@ MODEL_FAMILIES: dict[str, tuple[type[nn.Module], type]] = {
     "vae": (VAE, VAEConfig),
     "ebgan": (EBGAN, EBGANConfig),
     "fvvae": (FVVAE, FVVAEConfig),
+    "gmm": (PatchGMM, PatchGMMConfig),
 }
 
 
@@ -29,7 +31,8 @@ def build_model(family: str, **config: Any) -> nn.Module:
     Parameters
     ----------
     family : str
-        A key of ``MODEL_FAMILIES`` (``"pixelcnn"``, ``"vae"``, ``"ebgan"``, ``"fvvae"``).
+        A key of ``MODEL_FAMILIES`` (``"pixelcnn"``, ``"vae"``, ``"ebgan"``, ``"fvvae"``,
+        ``"gmm"``).
     **config
         Fields of the family's config dataclass; missing fields take their defaults.
 

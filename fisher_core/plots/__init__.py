@@ -13,7 +13,7 @@ from .results import (
     fid_alpha_figure,
     probe_figure,
 )
-from .training import monitor_figure, training_curves
+from .training import gmm_selection_figure, monitor_figure, training_curves
 
 __all__ = [
     "ablation_figure",
@@ -23,6 +23,7 @@ __all__ = [
     "edit_scores_figure",
     "embedding_scatter",
     "fid_alpha_figure",
+    "gmm_selection_figure",
     "image_grid_figure",
     "interpolation_strips_figure",
     "monitor_figure",

@@ -64,3 +64,33 @@ def training_curves(state: Mapping[str, Any]) -> go.Figure:
                 break
     fig.update_layout(height=340, margin=MARGIN, legend=dict(orientation="h", y=-0.25))
     return fig
+
+
+def gmm_selection_figure(rows: Sequence[Mapping[str, float]], title: str = "") -> go.Figure:
+    """Held-out log-likelihood and BIC of a patch GMM against K (:func:`sweep_components`).
+
+    Left: mean log-likelihood per descriptor on training and held-out images (higher is
+    better; a widening gap is over-fitting). Right: BIC of the training descriptors (lower is
+    better). The best K of each criterion is starred.
+    """
+    ks = [r["n_components"] for r in rows]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(
+        "log-likelihood per descriptor (higher is better)", "BIC (lower is better)"))
+    fig.add_scatter(x=ks, y=[r["train_ll"] for r in rows], name="training", mode="lines+markers",
+                    row=1, col=1)
+    fig.add_scatter(x=ks, y=[r["val_ll"] for r in rows], name="held out", mode="lines+markers",
+                    row=1, col=1)
+    fig.add_scatter(x=ks, y=[r["bic"] for r in rows], name="BIC", mode="lines+markers",
+                    row=1, col=2)
+    best_val = max(rows, key=lambda r: r["val_ll"])
+    best_bic = min(rows, key=lambda r: r["bic"])
+    fig.add_scatter(x=[best_val["n_components"]], y=[best_val["val_ll"]], mode="markers",
+                    marker={"symbol": "star", "size": 16}, name=f"best held out: K = "
+                    f"{best_val['n_components']}", row=1, col=1)
+    fig.add_scatter(x=[best_bic["n_components"]], y=[best_bic["bic"]], mode="markers",
+                    marker={"symbol": "star", "size": 16}, name=f"best BIC: K = "
+                    f"{best_bic['n_components']}", row=1, col=2)
+    for col in (1, 2):
+        fig.update_xaxes(title_text="components K", type="log", row=1, col=col)
+    fig.update_layout(title=title or None, margin=MARGIN, height=360)
+    return fig

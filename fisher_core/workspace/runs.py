@@ -21,6 +21,7 @@ from torch import nn
 
 from ..data.dataset import ImageDataset
 from ..models import MODEL_FAMILIES, build_model, load_model, save_model
+from ..training.em import fit_patch_gmm
 from ..training.events import ProgressEvent, TrainResult
 from ..training.loop import train
 from ..utils.io import atomic_write_json, read_json
@@ -124,7 +125,8 @@ def _metrics(model: nn.Module, result: TrainResult, n_train: int) -> dict[str, A
     bpd = [b for b in h.get("epoch_bits_per_dim", []) if b is not None]
     return {
         "family": getattr(type(model), "family", type(model).__name__),
-        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "parameters": int(getattr(model, "n_parameters", None)
+                          or sum(p.numel() for p in model.parameters())),
         "epochs": result.epochs_completed,
         "steps": result.steps,
         "seconds": round(result.elapsed, 2),
@@ -133,6 +135,7 @@ def _metrics(model: nn.Module, result: TrainResult, n_train: int) -> dict[str, A
         "val_bits_per_dim": min(bpd) if bpd else None,
         "stopped": result.stopped_reason,
         "n_train": n_train,
+        **({"bic": h["bic"]} if "bic" in h else {}),
     }
 
 
@@ -231,6 +234,15 @@ def train_and_save(
                            "max_seconds": max_seconds,
                            "early_stopping_patience": early_stopping_patience,
                            "monitor_every": monitor_every}}
+    if getattr(type(model), "fitted_by_em", False):  # the patch GMM: EM, seconds, no epochs
+        if resume:
+            raise ValueError(f"a {family} model is fitted by EM in one go; there is no "
+                             "interrupted run to resume, start it again.")
+        result = fit_patch_gmm(model, train_ds.images, val_images=val, seed=seed,
+                               callback=report, cancel=cancel, max_seconds=max_seconds,
+                               n_samples=n_samples)
+        return _finish(model, result, train_ds, workspace, name, family, dataset_key or ds.name,
+                       log, monitor, best_name)
     with contextlib.ExitStack() as stack:
         if workspace is not None and name:  # checkpoints outlive this process
             ckpt = checkpoint_dir(workspace, name)
@@ -249,9 +261,17 @@ def train_and_save(
                        n_samples=n_samples, early_stopping_patience=patience,
                        restore_best=val is not None and normalized, checkpoint_dir=ckpt,
                        cancel=cancel, max_seconds=max_seconds, resume=resume)
+    return _finish(model, result, train_ds, workspace, name, family, dataset_key or ds.name,
+                   log, monitor, best_name)
+
+
+def _finish(model: nn.Module, result: TrainResult, train_ds: ImageDataset,
+            workspace: Workspace | None, name: str | None, family: str, dataset: str,
+            log: RunLog, monitor: Any, best_name: str | None) -> ModelRun:
+    """Save a finished run (unless it diverged) and drop its checkpoints."""
     metrics = _metrics(model, result, len(train_ds))
     if workspace is not None and name and result.stopped_reason != "nan":
-        meta = {"dataset": dataset_key or ds.name, "family": family, "metrics": metrics}
+        meta = {"dataset": dataset, "family": family, "metrics": metrics}
         with workspace.writer("models", name, meta) as folder:
             save_model(model, folder, metrics=metrics)
             atomic_write_json(folder / HISTORY_FILE, result.history)

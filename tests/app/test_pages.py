@@ -223,3 +223,34 @@ def test_selection_summary_counts_labels_and_attribute_shares():
     top = int(np.argmax(counts))
     assert text.startswith(f"labels: {ds.class_names[top]} {counts[top]}")
     assert f"smiling 100% (all {ds.attributes[:, 0].mean():.0%})" in text
+
+
+def test_train_page_fits_a_patch_gmm_and_chooses_k():
+    at = _on("train.py")
+    at.selectbox(key="train_family").select("gmm").run()
+    assert not at.exception, at.exception
+    assert any("fitted by EM" in c.value for c in at.caption)
+    assert not any(n.key == "train_epochs" for n in at.number_input)  # no epochs for EM
+    at.number_input(key="cfg_gmm_n_components").set_value(4)
+    at.text_input(key="train_name").input("g4")
+    next(b for b in at.button if b.label == "Fit").click()
+    at.run()
+    _rerun_until(at, lambda a: len(a.success) > 0, timeout=180)
+    assert "Saved model **g4**" in at.success[0].value
+    table = at.dataframe[-1].value
+    assert list(table["family"]) == ["gmm"] and table["BIC"][0] < 0
+    # choosing K: the sweep runs in the background and draws its figure
+    at.multiselect(key="gmm_ks").set_value([2, 4]).run()
+    next(b for b in at.button if b.key == "gmm_sweep_go").click()
+    at.run()
+    _rerun_until(at, lambda a: any("Best K" in c.value for c in a.caption), timeout=120)
+    # its Fisher vectors, from the Embeddings page, reuse the trained mixture
+    at.switch_page("../pages/embeddings.py").run()
+    at.radio(key="emb_method").set_value("Deep model").run()
+    at.selectbox(key="deep_model").select("g4").run()
+    assert at.selectbox(key="deep_kind").options == [
+        "GMM Fisher vector (this trained GMM, improved FV)"]
+    at.button[0].click()
+    at.run()
+    _rerun_until(at, lambda a: a.session_state["embedding_name"] == "g4-fv"
+                 if "embedding_name" in a.session_state else False)

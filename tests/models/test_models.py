@@ -307,8 +307,8 @@ def test_bits_per_dim_value():
 def test_build_model_validates_family_keys_and_values():
     assert set(MODEL_FAMILIES) >= {"pixelcnn", "vae"}
     assert isinstance(build_model("vae", latent_dim=3), VAE)
-    with pytest.raises(ConfigError, match=r"family must be one of .*'gmm'"):
-        build_model("gmm")
+    with pytest.raises(ConfigError, match=r"family must be one of .*got 'flow'"):
+        build_model("flow")
     with pytest.raises(ConfigError, match=r"unknown PixelCNNConfig key\(s\) \['level'\]"):
         build_model("pixelcnn", level=4)
     with pytest.raises(ConfigError, match=r"levels must be an integer in \[2, 256\]; got 1"):
