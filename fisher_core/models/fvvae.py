@@ -15,26 +15,41 @@ in regions of the image. With ``spatial=False`` the GMM is over z_t alone and th
 same at every location. The decoder maps the grid of latents back to p(x | z) (Bernoulli,
 categorical over L levels, or Gaussian), like :class:`~fisher_core.models.VAE`.
 
-Objective (what ``log_prob`` returns and training maximises): the ELBO
+Objective. ``log_prob`` returns the ELBO
 
     ELBO(x) = E_q[log p(x | z)] + E_q[Σ_t log p(z_t | p_t)] + H[q(z | x)]  ≤  log p(x),
 
 with reparameterised samples for the first two terms and the Gaussian entropy in closed form.
-It is a bound on the log-likelihood of one generative model, so it is trained with the shared
-loop's default step (no weighting constant λ to tune), and the encoder, decoder *and* the
-GMM are learned jointly, end to end, by one optimizer.
+Training maximises ``recon + β (prior + entropy)`` with β = ``kl_weight`` (β-VAE weighting;
+β = 1 is the ELBO). The encoder, decoder and GMM prior are learned jointly by one optimizer.
+β < 1 is the default because the embedding is built from the posterior means: at β = 1 most
+local latents collapse onto the prior (posterior variance ≈ 1, means ≈ 0) and carry little
+about the image (``bench/eval_fvvae.py``: digits probe 75 % → 88 % at β = 0.3, faces far more).
 
-Why the GMM is the prior rather than an auxiliary loss (e.g. ELBO + λ · mean log p_GMM(μ_t)):
-an auxiliary density term on deterministic descriptors can be raised without bound by
-shrinking the descriptors and the mixture together, so it needs a tuned λ and still fights the
-KL term; as the prior it sits inside a bound on log p(x), which cannot be inflated. It also
-gives the embedding a meaning: the Fisher score of the model w.r.t. the prior parameters φ
-is ``∇φ log p(x) = E_p(z|x)[Σ_t ∇φ log p_φ(z_t | p_t)]``, which :meth:`FVVAE.embed`
-approximates by plugging in the posterior means: the (1/n-scaled) Fisher vector of the
-descriptors ``(μ_t, p_t)`` under the prior GMM, with the analytic diagonal Fisher information,
-power and L2 normalisation of the improved FV. (The FV differentiates the joint
-``log p(μ_t, p_t)``; the difference from the conditional, ``Σ_t ∇φ log p(p_t)``, is the same
-vector for every image, a constant shift before the power/L2 normalisation.)
+The Fisher-vector GMM (``fv_gmm``). The proposal behind the FV-VAE reads "assume q to be a
+GMM, and learn the parameters of the GMM; the FV layer computes the Fisher vector from
+them": the GMM that encodes is a model of the *descriptors* the encoder produces, as in the
+classical pipeline (a GMM fitted to the local descriptors, then their Fisher vector). With
+``fv_gmm="descriptors"`` (default) ``model.fv`` is that GMM, a second diagonal mixture over
+the descriptors ``(μ_t, p_t)``, fitted during training by stepwise EM (Cappé & Moulines
+2009, :meth:`~fisher_core.fisher.layer.FisherVectorLayer.em_step`) on every batch's detached
+posterior means, a constant step so that it tracks the moving encoder. It is fitted by EM
+rather than by a gradient term: EM is exact and has no step size, and a log-likelihood term
+on descriptors that the encoder could move would be raised without bound by shrinking the
+descriptors and the mixture together; detached, the fit cannot change the encoder. Grid
+positions are dequantised (uniform noise over their cell) for the fit, so that a component
+cannot put all its mass on one row of the grid, and components whose weight falls below
+1/(10 K) are moved onto random descriptors. With ``fv_gmm="prior"`` the prior GMM encodes
+(``model.fv is model.prior``): the Fisher score of the model w.r.t. the prior parameters φ,
+``∇φ log p(x) = E_p(z|x)[Σ_t ∇φ log p_φ(z_t | p_t)]``, approximated by plugging in the
+posterior means (the FV differentiates the joint ``log p(μ_t, p_t)``; the difference from the
+conditional, ``Σ_t ∇φ log p(p_t)``, is the same vector for every image). The prior is a worse
+encoder: it models the noisy samples z_t (and, with β = 1, mostly collapsed ones), not the
+means that are encoded (issue 17: 67 % against 90 % for an EM fit of the same descriptors).
+
+Either way :meth:`FVVAE.embed` is the (1/n-scaled) Fisher vector of the descriptors
+``(μ_t, p_t)`` under ``model.fv``, with the analytic diagonal Fisher information, power and
+L2 normalisation of the improved FV.
 
 Samples draw every local latent independently given its position and decode them: they have
 the right local statistics per region but no correlations between regions. The model is meant
@@ -99,7 +114,7 @@ class FVVAEConfig:
         which the embedding encodes). :meth:`FVVAE.log_prob` is always the ELBO.
     fv_gmm : {"descriptors", "prior"}, default="descriptors"
         Which GMM :meth:`FVVAE.embed` encodes with. ``"descriptors"``: a second GMM
-        (``model.fv``) fitted by maximum likelihood to the posterior-mean descriptors during
+        (``model.fv``) fitted by stepwise EM to the posterior-mean descriptors during
         training; ``"prior"``: the prior GMM itself (``model.fv is model.prior``).
     fv_normalization : {"analytic", "none"}, default="analytic"
     fv_power : float or None, default=0.5
@@ -179,7 +194,10 @@ class FVVAE(GenerativeModel):
     Attributes
     ----------
     fv : FisherVectorLayer
-        The GMM prior over local latents, and the encoder of :meth:`embed`.
+        The GMM :meth:`embed` encodes with (``fv_gmm``).
+    prior : FisherVectorLayer
+        The GMM prior over local latents (a property; ``fv`` itself when
+        ``fv_gmm="prior"``, else the module ``prior_gmm``).
     """
 
     family = "fvvae"
