@@ -190,6 +190,49 @@ class FisherVectorLayer(nn.Module):
         """
         return torch.logsumexp(self._marginal_joint(descriptors, dims), dim=-1)
 
+    @torch.no_grad()
+    def em_step(self, descriptors: torch.Tensor, *, rate: float = 1.0,
+                reg: float = 1e-6) -> FisherVectorLayer:
+        """One (stepwise) EM update of the mixture from a batch of descriptors, in place.
+
+        The E-step takes the posteriors γ_t(k) of all descriptors under the current mixture;
+        the sufficient statistics ``(w_k, w_k μ_k, w_k (σ_k² + μ_k²))`` move a fraction
+        ``rate`` towards the batch's ``(mean γ, mean γ x, mean γ x²)``, and the M-step reads
+        the parameters back (``σ² + reg``). ``rate=1`` on all the data is one iteration of
+        classical EM; ``rate < 1`` on mini-batches is stepwise EM (Cappé & Moulines 2009)
+        with a constant step, which tracks descriptors that move while an encoder trains.
+
+        Parameters
+        ----------
+        descriptors : Tensor of shape (..., n, D)
+            All descriptors are pooled (sets do not matter for the mixture).
+        rate : float, default=1.0
+            Step ρ in (0, 1].
+        reg : float, default=1e-6
+            Added to every variance (as scikit-learn's ``reg_covar``).
+
+        Returns
+        -------
+        FisherVectorLayer
+            self.
+        """
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1:
+            raise ValueError(f"rate must be a number in (0, 1]; got {rate!r}.")
+        x = self._check(descriptors).reshape(-1, self.dim)  # (N, D)
+        gamma = F.softmax(self._log_joint(x), dim=-1)  # (N, K)
+        w, var = self.weights(), torch.exp(2.0 * self.log_std)  # (K,), (K, D)
+        s0 = (1.0 - rate) * w + rate * gamma.mean(0)  # (K,)
+        s1 = (1.0 - rate) * w[:, None] * self.means + rate * gamma.T @ x / x.shape[0]
+        s2 = ((1.0 - rate) * w[:, None] * (var + self.means.pow(2))
+              + rate * gamma.T @ x.pow(2) / x.shape[0])  # (K, D)
+        s0 = s0.clamp_min(torch.finfo(s0.dtype).tiny)
+        means = s1 / s0[:, None]
+        var = (s2 / s0[:, None] - means.pow(2)).clamp_min(0.0) + reg
+        self.logits.copy_(torch.log(s0))
+        self.means.copy_(means)
+        self.log_std.copy_(0.5 * torch.log(var))
+        return self
+
     # ---- the encoding ------------------------------------------------------------------------
 
     def forward(self, descriptors: torch.Tensor) -> torch.Tensor:

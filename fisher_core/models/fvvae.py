@@ -15,26 +15,41 @@ in regions of the image. With ``spatial=False`` the GMM is over z_t alone and th
 same at every location. The decoder maps the grid of latents back to p(x | z) (Bernoulli,
 categorical over L levels, or Gaussian), like :class:`~fisher_core.models.VAE`.
 
-Objective (what ``log_prob`` returns and training maximises): the ELBO
+Objective. ``log_prob`` returns the ELBO
 
     ELBO(x) = E_q[log p(x | z)] + E_q[Σ_t log p(z_t | p_t)] + H[q(z | x)]  ≤  log p(x),
 
 with reparameterised samples for the first two terms and the Gaussian entropy in closed form.
-It is a bound on the log-likelihood of one generative model, so it is trained with the shared
-loop's default step (no weighting constant λ to tune), and the encoder, decoder *and* the
-GMM are learned jointly, end to end, by one optimizer.
+Training maximises ``recon + β (prior + entropy)`` with β = ``kl_weight`` (β-VAE weighting;
+β = 1 is the ELBO). The encoder, decoder and GMM prior are learned jointly by one optimizer.
+β < 1 is the default because the embedding is built from the posterior means: at β = 1 most
+local latents collapse onto the prior (posterior variance ≈ 1, means ≈ 0) and carry little
+about the image (``bench/eval_fvvae.py``: digits probe 75 % → 88 % at β = 0.3, faces far more).
 
-Why the GMM is the prior rather than an auxiliary loss (e.g. ELBO + λ · mean log p_GMM(μ_t)):
-an auxiliary density term on deterministic descriptors can be raised without bound by
-shrinking the descriptors and the mixture together, so it needs a tuned λ and still fights the
-KL term; as the prior it sits inside a bound on log p(x), which cannot be inflated. It also
-gives the embedding a meaning: the Fisher score of the model w.r.t. the prior parameters φ
-is ``∇φ log p(x) = E_p(z|x)[Σ_t ∇φ log p_φ(z_t | p_t)]``, which :meth:`FVVAE.embed`
-approximates by plugging in the posterior means: the (1/n-scaled) Fisher vector of the
-descriptors ``(μ_t, p_t)`` under the prior GMM, with the analytic diagonal Fisher information,
-power and L2 normalisation of the improved FV. (The FV differentiates the joint
-``log p(μ_t, p_t)``; the difference from the conditional, ``Σ_t ∇φ log p(p_t)``, is the same
-vector for every image, a constant shift before the power/L2 normalisation.)
+The Fisher-vector GMM (``fv_gmm``). The proposal behind the FV-VAE reads "assume q to be a
+GMM, and learn the parameters of the GMM; the FV layer computes the Fisher vector from
+them": the GMM that encodes is a model of the *descriptors* the encoder produces, as in the
+classical pipeline (a GMM fitted to the local descriptors, then their Fisher vector). With
+``fv_gmm="descriptors"`` (default) ``model.fv`` is that GMM, a second diagonal mixture over
+the descriptors ``(μ_t, p_t)``, fitted during training by stepwise EM (Cappé & Moulines
+2009, :meth:`~fisher_core.fisher.layer.FisherVectorLayer.em_step`) on every batch's detached
+posterior means, a constant step so that it tracks the moving encoder. It is fitted by EM
+rather than by a gradient term: EM is exact and has no step size, and a log-likelihood term
+on descriptors that the encoder could move would be raised without bound by shrinking the
+descriptors and the mixture together; detached, the fit cannot change the encoder. Grid
+positions are dequantised (uniform noise over their cell) for the fit, so that a component
+cannot put all its mass on one row of the grid, and components whose weight falls below
+1/(10 K) are moved onto random descriptors. With ``fv_gmm="prior"`` the prior GMM encodes
+(``model.fv is model.prior``): the Fisher score of the model w.r.t. the prior parameters φ,
+``∇φ log p(x) = E_p(z|x)[Σ_t ∇φ log p_φ(z_t | p_t)]``, approximated by plugging in the
+posterior means (the FV differentiates the joint ``log p(μ_t, p_t)``; the difference from the
+conditional, ``Σ_t ∇φ log p(p_t)``, is the same vector for every image). The prior is a worse
+encoder: it models the noisy samples z_t (and, with β = 1, mostly collapsed ones), not the
+means that are encoded (issue 17: 67 % against 90 % for an EM fit of the same descriptors).
+
+Either way :meth:`FVVAE.embed` is the (1/n-scaled) Fisher vector of the descriptors
+``(μ_t, p_t)`` under ``model.fv``, with the analytic diagonal Fisher information, power and
+L2 normalisation of the improved FV.
 
 Samples draw every local latent independently given its position and decode them: they have
 the right local statistics per region but no correlations between regions. The model is meant
@@ -56,6 +71,12 @@ from .base import ConfigError, GenerativeModel, check_images, make_generator, qu
 __all__ = ["FVVAE", "FVVAEConfig"]
 
 _LIKELIHOODS = ("bernoulli", "categorical", "gaussian")
+_FV_GMMS = ("descriptors", "prior")
+# Stepwise EM of the descriptor GMM: a constant step (the descriptors move while the encoder
+# trains; 0.05 of a 32-image batch of 16 descriptors ≈ a memory of 10,000 descriptors) and a
+# variance floor for latent dimensions the encoder leaves unused.
+_EM_RATE = 0.05
+_EM_REG = 1e-4
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -87,6 +108,14 @@ class FVVAEConfig:
         Levels L of the categorical likelihood.
     sigma : float, default=0.1
         Standard deviation of the Gaussian likelihood.
+    kl_weight : float, default=0.3
+        Weight β of the KL part of the training objective, ``recon + β (prior + entropy)``
+        (β = 1: the ELBO; β < 1 keeps more information about the image in the local latents,
+        which the embedding encodes). :meth:`FVVAE.log_prob` is always the ELBO.
+    fv_gmm : {"descriptors", "prior"}, default="descriptors"
+        Which GMM :meth:`FVVAE.embed` encodes with. ``"descriptors"``: a second GMM
+        (``model.fv``) fitted by stepwise EM to the posterior-mean descriptors during
+        training; ``"prior"``: the prior GMM itself (``model.fv is model.prior``).
     fv_normalization : {"analytic", "none"}, default="analytic"
     fv_power : float or None, default=0.5
     fv_l2 : bool, default=True
@@ -105,6 +134,8 @@ class FVVAEConfig:
     likelihood: str = "categorical"
     levels: int = 4
     sigma: float = 0.1
+    kl_weight: float = 0.3
+    fv_gmm: str = "descriptors"
     fv_normalization: str = "analytic"
     fv_power: float | None = 0.5
     fv_l2: bool = True
@@ -133,6 +164,12 @@ class FVVAEConfig:
         s = self.sigma
         if isinstance(s, bool) or not isinstance(s, int | float) or not math.isfinite(s) or s <= 0:
             raise ConfigError(f"FVVAEConfig.sigma must be a positive number; got {s!r}.")
+        b = self.kl_weight
+        if isinstance(b, bool) or not isinstance(b, int | float) or not 0 < b <= 1:
+            raise ConfigError(f"FVVAEConfig.kl_weight must be a number in (0, 1]; got {b!r}.")
+        if self.fv_gmm not in _FV_GMMS:
+            raise ConfigError(
+                f"FVVAEConfig.fv_gmm must be one of {_FV_GMMS}; got {self.fv_gmm!r}.")
         if self.fv_normalization not in ("analytic", "none"):
             raise ConfigError("FVVAEConfig.fv_normalization must be 'analytic' or 'none'; got "
                               f"{self.fv_normalization!r}.")
@@ -157,7 +194,10 @@ class FVVAE(GenerativeModel):
     Attributes
     ----------
     fv : FisherVectorLayer
-        The GMM prior over local latents, and the encoder of :meth:`embed`.
+        The GMM :meth:`embed` encodes with (``fv_gmm``).
+    prior : FisherVectorLayer
+        The GMM prior over local latents (a property; ``fv`` itself when
+        ``fv_gmm="prior"``, else the module ``prior_gmm``).
     """
 
     family = "fvvae"
@@ -178,15 +218,27 @@ class FVVAE(GenerativeModel):
         self.dec_up = nn.ModuleList(nn.Conv2d(Hd, Hd, 3, padding=1) for _ in range(n))
         self._n_out = cfg.levels if cfg.likelihood == "categorical" else 1
         self.dec_out = nn.Conv2d(Hd, C * self._n_out, 3, padding=1)
-        self.fv = FisherVectorLayer(cfg.n_components, d + 2 * cfg.spatial,
-                                    normalization=cfg.fv_normalization, power=cfg.fv_power,
-                                    l2=cfg.fv_l2)
+        layer = lambda: FisherVectorLayer(  # noqa: E731
+            cfg.n_components, d + 2 * cfg.spatial, normalization=cfg.fv_normalization,
+            power=cfg.fv_power, l2=cfg.fv_l2)
+        if cfg.fv_gmm == "prior":
+            self.fv = layer()
+        else:  # the prior first: the same initial prior as with fv_gmm="prior"
+            self.prior_gmm = layer()
+            self.fv = layer()
         rows, cols = (torch.linspace(-1.0, 1.0, g) if g > 1 else torch.zeros(1)
                       for g in self.grid)
         pos = torch.stack(torch.meshgrid(rows, cols, indexing="ij"), dim=-1)  # (h, w, 2)
         self.register_buffer("positions", pos.reshape(-1, 2), persistent=False)  # (h·w, 2)
+        # half-widths of the grid cells, for dequantising positions when fitting ``fv``
+        self._cell = tuple(1.0 / (g - 1) if g > 1 else 1.0 for g in self.grid)
         # the deepest encoder feature map, (B, hidden, h, w)
         self.activation_layer = f"enc_down.{n - 1}" if n else "enc_in"
+
+    @property
+    def prior(self) -> FisherVectorLayer:
+        """The GMM prior over local latents (``fv`` itself when ``fv_gmm="prior"``)."""
+        return self.fv if self.config.fv_gmm == "prior" else self.prior_gmm
 
     # ---- encoder / decoder -------------------------------------------------------------------
 
@@ -232,11 +284,11 @@ class FVVAE(GenerativeModel):
 
     def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z_t | p_t) of local latents z (..., h·w, d) at their locations: (..., h·w)."""
-        joint = self.fv.log_likelihood(self._with_positions(z))
+        joint = self.prior.log_likelihood(self._with_positions(z))
         if not self.config.spatial:
             return joint
         d = self.config.latent_dim
-        return joint - self.fv.log_likelihood(self.positions.to(z.dtype), dims=slice(d, d + 2))
+        return joint - self.prior.log_likelihood(self.positions.to(z.dtype), dims=slice(d, d + 2))
 
     def decoder_params(self, z: torch.Tensor) -> torch.Tensor:
         """Raw decoder output for local latents z (B, h·w, d): (B, C, P, H, W), P = L or 1."""
@@ -286,6 +338,12 @@ class FVVAE(GenerativeModel):
             ``n_samples`` reparameterised draws (``generator=None``: ``torch.randn_like``,
             which works under ``torch.func.vmap(randomness="different")``).
         """
+        return self._elbo(x, n_samples, generator)[0]
+
+    def _elbo(
+        self, x: torch.Tensor, n_samples: int, generator: torch.Generator | None
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """:meth:`elbo_terms` and the posterior means (B, T, d) they were computed from."""
         if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}.")
         mu, logvar = self.encode(x)  # (B, T, d)
@@ -300,7 +358,7 @@ class FVVAE(GenerativeModel):
         recon = self.log_px_given_z(x_rep, z.reshape(S * B, *mu.shape[1:])).view(S, B)
         prior = self.prior_log_prob(z).sum(-1)  # (S, B)
         entropy = 0.5 * (logvar + 1.0 + _LOG_2PI).sum(dim=(1, 2))  # (B,)
-        return {"recon": recon.mean(0), "prior": prior.mean(0), "entropy": entropy}
+        return {"recon": recon.mean(0), "prior": prior.mean(0), "entropy": entropy}, mu
 
     def log_prob(
         self, x: torch.Tensor, *, n_samples: int = 1, generator: torch.Generator | None = None
@@ -323,7 +381,7 @@ class FVVAE(GenerativeModel):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive integer; got {n!r}.")
         gen = make_generator(generator, self.device)
-        d, fv = self.config.latent_dim, self.fv
+        d, fv = self.config.latent_dim, self.prior
         T = self.grid[0] * self.grid[1]
         if self.config.spatial:  # π_k(p_t) ∝ w_k N(p_t | a_k, b_k²), one row per location
             log_pi = fv.log_posteriors(self.positions.to(fv.means.dtype), dims=slice(d, d + 2))
@@ -337,17 +395,54 @@ class FVVAE(GenerativeModel):
 
     # ---- training hook -----------------------------------------------------------------------
 
+    def fit_descriptor_gmm(self, mu: torch.Tensor, *, rate: float = _EM_RATE) -> None:
+        """One stepwise-EM update of ``fv`` from the descriptors of posterior means ``mu``.
+
+        ``mu`` (B, h·w, d) is detached; positions are dequantised (uniform noise over their
+        grid cell), which keeps the mixture's variance along a grid axis from collapsing
+        onto a single row or column.
+        """
+        desc = self._with_positions(mu.detach())  # (B, T, d')
+        if self.config.spatial:
+            cell = torch.tensor(self._cell, dtype=desc.dtype, device=desc.device)
+            noise = (2.0 * torch.rand_like(desc[..., -2:]) - 1.0) * cell  # (B, T, 2)
+            desc = torch.cat([desc[..., :-2], desc[..., -2:] + noise], dim=-1)
+        self._reseed_dead_components(desc.reshape(-1, desc.shape[-1]))
+        self.fv.em_step(desc, rate=rate, reg=_EM_REG)
+
+    @torch.no_grad()
+    def _reseed_dead_components(self, desc: torch.Tensor) -> None:
+        """Move components of ``fv`` with weight < 1/(10 K) onto random descriptors (N, d')."""
+        fv = self.fv
+        dead = torch.nonzero(fv.weights() < 0.1 / fv.n_components).flatten()
+        if dead.numel() == 0:
+            return
+        pick = torch.randint(0, desc.shape[0], (dead.numel(),), device=desc.device)
+        fv.means[dead] = desc[pick]
+        fv.log_std[dead] = 0.5 * torch.log(desc.var(0) + _EM_REG)
+        fv.logits[dead] = fv.logits.logsumexp(0) - math.log(fv.n_components)  # w ≈ 1/K
+
     def training_step(
         self, batch: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]
     ) -> dict[str, float]:
-        """One Adam step on ``−ELBO`` (encoder, decoder and GMM prior together)."""
+        """One Adam step on ``−(recon + β (prior + entropy))`` (encoder, decoder and prior
+        together) plus, with ``fv_gmm="descriptors"``, :meth:`descriptor_nll` for ``fv``.
+
+        The two parts share no parameter (the descriptors are detached), so adding them is
+        the same as two optimisations, and Adam's per-parameter step sizes make any relative
+        weight between them irrelevant. ``"loss"`` reports −ELBO (what ``log_prob`` bounds).
+        """
         (opt,) = optimizers.values()
         opt.zero_grad(set_to_none=True)
-        t = self.elbo_terms(batch)
+        t, mu = self._elbo(batch, 1, None)
+        beta = self.config.kl_weight
         loss = -(t["recon"] + t["prior"] + t["entropy"]).mean()
+        objective = -(t["recon"] + beta * (t["prior"] + t["entropy"])).mean()
         metrics = {"loss": float(loss.detach())}
-        if not torch.isfinite(loss):
-            return metrics
-        loss.backward()
+        if not torch.isfinite(objective):
+            return metrics | {"loss": float("nan")}
+        objective.backward()
         opt.step()
+        if self.config.fv_gmm == "descriptors":
+            self.fit_descriptor_gmm(mu)
         return metrics | {k: float(v.detach().mean()) for k, v in t.items()}

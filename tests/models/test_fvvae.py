@@ -169,7 +169,7 @@ def test_embed_is_the_fisher_vector_of_the_encoder_descriptors(spatial):
 
 def _independent_prior(model: FVVAE, z: torch.Tensor) -> torch.Tensor:
     """Σ_t log p(z_t | p_t) = Σ_t [log p(z_t, p_t) − log p(p_t)] via torch.distributions."""
-    fv = model.fv
+    fv = model.prior
     std = fv.log_std.exp()
     if not model.config.spatial:
         return _gmm_loglik(z, fv.logits, fv.means, std).sum(-1)
@@ -222,21 +222,24 @@ def test_bernoulli_likelihood_is_the_binarised_cross_entropy():
 def test_trains_end_to_end_with_the_shared_loop():
     x = torch.rand(48, 1, 8, 8, generator=torch.Generator().manual_seed(2)) ** 2
     model = _fvvae(seed=1)
-    gmm_before = model.fv.means.detach().clone()
+    gmm_before = model.prior.means.detach().clone()
+    fv_before = model.fv.means.detach().clone()
     res = train(model, x, epochs=6, batch_size=16, lr=1e-2, seed=0)
     ep = res.history["epoch_train_loss"]
     assert ep[-1] < ep[0] - 5.0  # nats per image
     steps = res.history["step_metrics"]
     for k in ("recon", "prior", "entropy"):
         assert len(steps[k]) == res.steps
-    assert not torch.equal(model.fv.means, gmm_before)  # the prior is learned too
+    assert not torch.equal(model.prior.means, gmm_before)  # the prior is learned too
+    assert not torch.equal(model.fv.means, fv_before)  # and the descriptor GMM, by EM
+    assert model.fv.means.grad is None
 
 
 def test_sample_draws_latents_from_the_prior_given_the_location():
     model = _fvvae(seed=2)
     a = model.sample(4, generator=3)
     assert torch.equal(a, model.sample(4, generator=torch.Generator().manual_seed(3)))
-    fv = model.fv
+    fv = model.prior
     pos_pdf = torch.distributions.Normal(fv.means[:, 2:], fv.log_std[:, 2:].exp())
     log_pi = fv.logits.log_softmax(0) + pos_pdf.log_prob(_grid_positions()[:, None]).sum(-1)
     gen = torch.Generator().manual_seed(3)
@@ -264,3 +267,115 @@ def test_save_load_round_trip_and_config(tmp_path):
     with pytest.raises(ConfigError, match="FVVAEConfig.fv_power must be None or > 0"):
         FVVAEConfig(fv_power=0)
     assert math.isfinite(float(model.log_prob(x).detach().mean()))
+
+
+# ---- the descriptor GMM (stepwise EM) and the objective's weight ------------------------------
+
+
+def test_em_step_with_rate_one_is_one_scikit_learn_em_iteration():
+    layer = _layer(3, 2)
+    x = torch.randn(2, 40, 2, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    w, mu = layer.weights().detach().numpy(), layer.means.detach().numpy()
+    var = np.exp(2 * layer.log_std.detach().numpy())
+    sk = SkGMM(3, covariance_type="diag", max_iter=1, reg_covar=1e-3, weights_init=w,
+               means_init=mu, precisions_init=1 / var)
+    with pytest.warns(UserWarning):  # one iteration does not converge
+        sk.fit(x.reshape(-1, 2).numpy())
+    layer.em_step(x, rate=1.0, reg=1e-3)
+    np.testing.assert_allclose(layer.weights().detach().numpy(), sk.weights_, rtol=1e-9)
+    np.testing.assert_allclose(layer.means.detach().numpy(), sk.means_, rtol=1e-9)
+    np.testing.assert_allclose(np.exp(2 * layer.log_std.detach().numpy()), sk.covariances_,
+                               rtol=1e-9)
+
+
+def test_stepwise_em_moves_the_sufficient_statistics_by_the_rate():
+    """Naive loop: γ per descriptor, batch statistics, convex combination, M-step."""
+    layer = _layer(2, 3, seed=4)
+    x = torch.randn(9, 3, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    w, m = layer.weights().detach(), layer.means.detach().clone()
+    var = layer.log_std.detach().exp().pow(2)
+    std = var.sqrt()
+    s0, s1, s2 = torch.zeros(2, dtype=torch.float64), torch.zeros(2, 3), torch.zeros(2, 3)
+    s1, s2 = s1.double(), s2.double()
+    for t in range(9):
+        dens = torch.stack([w[k] * torch.distributions.Normal(m[k], std[k]).log_prob(x[t])
+                            .sum().exp() for k in range(2)])
+        g = dens / dens.sum()
+        s0, s1, s2 = s0 + g / 9, s1 + g[:, None] * x[t] / 9, s2 + g[:, None] * x[t] ** 2 / 9
+    r = 0.3
+    n0 = (1 - r) * w + r * s0
+    n1 = (1 - r) * w[:, None] * m + r * s1
+    n2 = (1 - r) * w[:, None] * (var + m**2) + r * s2
+    layer.em_step(x, rate=r, reg=0.0)
+    torch.testing.assert_close(layer.weights().detach(), n0)
+    torch.testing.assert_close(layer.means.detach(), n1 / n0[:, None])
+    torch.testing.assert_close(layer.log_std.detach().exp().pow(2),
+                               n2 / n0[:, None] - (n1 / n0[:, None]) ** 2)
+    with pytest.raises(ValueError, match=r"rate must be a number in \(0, 1\]; got 0"):
+        layer.em_step(x, rate=0)
+
+
+def test_fv_gmm_chooses_the_layer_that_embeds():
+    old = _fvvae(fv_gmm="prior")
+    assert old.prior is old.fv
+    assert not any(k.startswith("prior_gmm.") for k in old.state_dict())  # old files load
+    new = _fvvae()
+    assert new.config.fv_gmm == "descriptors" and new.prior is not new.fv
+    # the same seed gives the same initial prior in both modes
+    torch.testing.assert_close(new.prior.means, old.fv.means)
+
+
+def test_descriptor_gmm_is_fitted_to_the_dequantised_descriptors():
+    """fit_descriptor_gmm = em_step on (μ_t, p_t + u), u uniform over the grid cell, after
+    moving dead components onto descriptors."""
+    model = _fvvae(seed=5).double()
+    with torch.no_grad():
+        model.fv.logits.copy_(torch.tensor([0.0, 0.0, -30.0]))  # component 2 is dead
+    mu = torch.randn(4, 16, 2, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    torch.manual_seed(0)
+    model.fit_descriptor_gmm(mu, rate=1.0)
+    # component 2 took a random descriptor and a weight of ≈ 1/K before the EM step
+    assert float(model.fv.weights()[2].detach()) > 0.01
+    assert torch.isfinite(model.fv.log_std).all()
+    # reference: redo the update by hand with the same random draws
+    ref = _fvvae(seed=5).double()
+    with torch.no_grad():
+        ref.fv.logits.copy_(torch.tensor([0.0, 0.0, -30.0]))
+    torch.manual_seed(0)
+    desc = ref._with_positions(mu)  # (4, 16, 4)
+    noise = (2.0 * torch.rand_like(desc[..., 2:]) - 1.0) / 3.0  # half-cell 1/3 on a 4×4 grid
+    flat = torch.cat([desc[..., :2], desc[..., 2:] + noise], -1).reshape(-1, 4)  # (64, 4)
+    pick = torch.randint(0, 64, (1,))
+    with torch.no_grad():
+        ref.fv.means[2] = flat[pick[0]]
+        ref.fv.log_std[2] = 0.5 * torch.log(flat.var(0) + 1e-4)
+        ref.fv.logits[2] = ref.fv.logits.logsumexp(0) - math.log(3)
+    ref.fv.em_step(flat, rate=1.0, reg=1e-4)
+    torch.testing.assert_close(model.fv.means, ref.fv.means)
+    torch.testing.assert_close(model.fv.log_std, ref.fv.log_std)
+
+
+def test_kl_weight_scales_the_prior_and_entropy_in_the_training_gradient():
+    model = _fvvae(kl_weight=0.25, fv_gmm="prior")
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(9))
+    torch.manual_seed(3)
+    t = model.elbo_terms(x)
+    ref = torch.autograd.grad(-(t["recon"] + 0.25 * (t["prior"] + t["entropy"])).mean(),
+                              model.enc_out.weight)[0]
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    torch.manual_seed(3)
+    metrics = model.training_step(x, {"opt": opt})
+    torch.testing.assert_close(model.enc_out.weight.grad, ref)
+    # "loss" is −ELBO, not the weighted objective
+    elbo = (t["recon"] + t["prior"] + t["entropy"]).detach()
+    assert metrics["loss"] == pytest.approx(-float(elbo.mean()), rel=1e-5)
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("kl_weight", 0.0, r"kl_weight must be a number in \(0, 1\]; got 0.0"),
+    ("kl_weight", 1.5, r"kl_weight must be a number in \(0, 1\]; got 1.5"),
+    ("fv_gmm", "em", r"fv_gmm must be one of \('descriptors', 'prior'\); got 'em'"),
+])
+def test_new_config_fields_are_validated(field, value, match):
+    with pytest.raises(ConfigError, match=match):
+        FVVAEConfig(**{field: value})
