@@ -29,7 +29,7 @@ CHOICES = {
     "output": ("categorical", "logistic"),
 }
 # Epochs that give recognisable samples on the built-in data in about two CPU minutes.
-DEFAULT_EPOCHS = {"pixelcnn": 4, "vae": 9, "ebgan": 10, "fvvae": 9}
+DEFAULT_EPOCHS = {"pixelcnn": 4, "vae": 9, "ebgan": 10, "fvvae": 30}
 # Presets scale the number of epochs; their time is measured on this machine (see estimate).
 PRESETS = {"quick": 0.25, "balanced": 1.0, "best": 3.0}
 SKIP = {"channels", "height", "width"}

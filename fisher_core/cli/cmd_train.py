@@ -18,7 +18,7 @@ from .ui import table
 __all__ = ["DEFAULT_EPOCHS", "check_device", "parse_config", "register"]
 
 # The app's "balanced" preset: recognisable samples on the built-in data in ~2 CPU minutes.
-DEFAULT_EPOCHS = {"pixelcnn": 4, "vae": 9, "ebgan": 10, "fvvae": 9, "gmm": 1}  # gmm: EM
+DEFAULT_EPOCHS = {"pixelcnn": 4, "vae": 9, "ebgan": 10, "fvvae": 30, "gmm": 1}  # gmm: EM
 FROM_DATA = {"channels", "height", "width"}
 Family = StrEnum("Family", {k: k for k in MODEL_FAMILIES})  # type: ignore[misc]
 

@@ -150,6 +150,9 @@ class GenerativeModel(nn.Module):
     normalized: ClassVar[bool] = True
     #: Learning rate and batch size :func:`fisher_core.training.train` uses when not given.
     training_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "batch_size": 64}
+    #: Config values for fields added after models of the family were first saved: what a
+    #: saved config without the field meant (``load_model`` fills them in).
+    saved_defaults: ClassVar[dict[str, Any]] = {}
     #: Module whose activations are the "network activations" baseline embedding.
     activation_layer: ClassVar[str | None] = None
     config: Any

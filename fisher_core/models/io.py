@@ -156,8 +156,10 @@ def load_model(directory: str | Path, *, device: str | torch.device = "cpu") -> 
             f"unknown model family {family!r} in {directory}; known: {sorted(MODEL_FAMILIES)}. "
             "It was saved by a newer or different FisherLab."
         )
+    # fields added to a family after a model was saved take the value that reproduces it
+    legacy = getattr(MODEL_FAMILIES[family][0], "saved_defaults", {})
     try:
-        model = build_model(family, **meta["config"])
+        model = build_model(family, **{**legacy, **meta["config"]})
     except (ConfigError, TypeError) as exc:
         raise ModelFileError(f"invalid config in {directory}/{META_FILE}: {exc}") from exc
     wpath = Path(directory) / WEIGHTS_FILE

@@ -410,6 +410,9 @@ class _Run:
         elif restore_best and self.best_weights is not None:
             self.model.load_state_dict(self.best_weights)
         self.model.eval()
+        finish = getattr(self.model, "finish_training", None)
+        if callable(finish) and reason != "nan":  # a family's closing step (FV-VAE: EM refit)
+            finish(self.x_train, seed=self.seed)
         self.emit("end", message=message)
         return TrainResult(
             history=st.history, best_epoch=st.best_epoch,

@@ -379,3 +379,60 @@ def test_kl_weight_scales_the_prior_and_entropy_in_the_training_gradient():
 def test_new_config_fields_are_validated(field, value, match):
     with pytest.raises(ConfigError, match=match):
         FVVAEConfig(**{field: value})
+
+
+def test_models_saved_before_fv_gmm_and_kl_weight_still_load(tmp_path):
+    """A save made before the two fields existed meant the prior GMM and the plain ELBO."""
+    import json
+
+    from fisher_core.models import load_model, save_model
+
+    old = FVVAE(FVVAEConfig(height=8, width=8, n_components=3, fv_gmm="prior", kl_weight=1.0))
+    save_model(old, tmp_path / "m")
+    meta_path = tmp_path / "m" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    for field in ("fv_gmm", "kl_weight", "final_em"):
+        del meta["config"][field]
+    meta_path.write_text(json.dumps(meta))
+    back = load_model(tmp_path / "m")
+    assert back.config.fv_gmm == "prior" and back.config.kl_weight == 1.0
+    x = torch.rand(2, 1, 8, 8)
+    torch.testing.assert_close(back.embed(x), old.eval().embed(x))
+
+
+def test_finish_training_refits_the_descriptor_gmm_by_full_em():
+    from fisher_core.fisher import GaussianMixture as GMM
+
+    torch.manual_seed(0)
+    model = FVVAE(FVVAEConfig(height=8, width=8, n_components=3)).eval()
+    x = torch.rand(40, 1, 8, 8)
+    untouched = FVVAE(FVVAEConfig(height=8, width=8, n_components=3, final_em=False))
+    before = untouched.fv.means.detach().clone()
+    untouched.finish_training(x, seed=5)
+    assert torch.equal(untouched.fv.means, before)  # final_em=False: left as trained
+    model.finish_training(x, seed=5, batch_size=64)
+    # the same draws by hand: the image subsample, then the positions' dequantisation
+    gen = torch.Generator().manual_seed(5)
+    rows = torch.randperm(40, generator=gen)[:40].sort().values
+    with torch.no_grad():
+        desc = model._dequantised(model.descriptors(x[rows]), gen)
+    flat = desc.reshape(-1, desc.shape[-1]).double().numpy()
+    ref = GMM(3, reg_covar=1e-4, random_state=5).fit(flat)
+    fv = model.fv
+    np.testing.assert_allclose(fv.means.detach().double().numpy(), ref.means_, rtol=1e-5)
+    np.testing.assert_allclose(torch.exp(2 * fv.log_std).detach().double().numpy(),
+                               ref.covariances_, rtol=1e-5)
+    np.testing.assert_allclose(fv.weights().detach().double().numpy(), ref.weights_,
+                               rtol=1e-5)
+
+
+def test_the_training_loop_ends_with_the_refit():
+    from fisher_core.training import train
+
+    torch.manual_seed(0)
+    calls = []
+    model = FVVAE(FVVAEConfig(height=8, width=8, n_components=3))
+    model.finish_training = lambda images, seed: calls.append((images.shape[0], seed))
+    train(model, np.random.default_rng(0).random((32, 1, 8, 8)).astype(np.float32),
+          epochs=1, batch_size=16, seed=7)
+    assert calls == [(32, 7)]
