@@ -26,6 +26,7 @@ from .embeddings import (
     fisher_vector_embedding,
     fvvae_embedding,
     latent_embedding,
+    patch_gmm_embedding,
     pixel_embedding,
     power_l2,
 )
@@ -60,13 +61,14 @@ from .metrics import (
     fisher_similarity,
     fisher_vector_ablation,
     frechet_distance,
+    interpolation_ratios,
     linear_probe,
     normalization_ablation,
     probe_embeddings,
     train_feature_extractor,
 )
 from .models import MODEL_FAMILIES, PatchGMM, build_model, load_model, save_model
-from .training import ProgressEvent, TrainResult, fit_patch_gmm, train
+from .training import ProgressEvent, TrainResult, fit_patch_gmm, sweep_components, train
 from .utils import __version__
 from .workspace import (
     Workspace,
@@ -112,6 +114,7 @@ __all__ = [
     "export_projector_zip",
     "fid_curves",
     "fid_vs_alpha",
+    "interpolation_ratios",
     "fisher_distance",
     "fisher_score_embedding",
     "fisher_scores",
@@ -125,6 +128,7 @@ __all__ = [
     "interpolate",
     "kernel_neighbors",
     "latent_embedding",
+    "patch_gmm_embedding",
     "linear_probe",
     "list_models",
     "load_builtin",
@@ -140,6 +144,7 @@ __all__ = [
     "probe_embeddings",
     "save_decoder",
     "save_model",
+    "sweep_components",
     "train",
     "train_and_save",
     "train_decoder",

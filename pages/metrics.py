@@ -8,7 +8,7 @@ from app.embeddings_ui import saved_embeddings
 from app.jobs_ui import status
 from app.spaces_ui import decoder_panel, embedding, pick_spaces
 from app.state import current_dataset, jobs, run_in_background, session_job, workspace
-from fisher_core.metrics import class_distance_matrix
+from fisher_core.metrics import class_distance_matrix, interpolation_ratios
 from fisher_core.plots import (
     class_distance_figure,
     edit_scores_figure,
@@ -73,21 +73,39 @@ st.caption("Random pairs, interpolated in each space at α ∈ [0, 1], decoded, 
            "real images by FID. Bad spaces peak at α = 0.5.")
 if spaces and ext:
     names = pick_spaces(spaces, key="met_spaces")
-    c = st.columns(3)
+    c = st.columns(4)
     n_pairs = c[0].slider("Pairs (images per FID)", 50, 1000, 200, 50, key="met_pairs")
     steps = c[1].slider("α steps", 3, 21, 11, 2, key="met_steps")
-    method = c[2].radio("Path", ["linear", "slerp"], horizontal=True, key="met_method")
+    repeats = c[2].slider("Draws", 1, 5, 3, key="met_repeats",
+                          help="Independent draws of pairs: each FID is their mean, the error "
+                               "bars their standard deviation.")
+    method = c[3].radio("Path", ["linear", "slerp"], horizontal=True, key="met_method")
     fid_job = session_job(f"fid:{ds_key}")
     if st.button("Compute FID curves", type="primary", key="met_fid", disabled=not names):
         run_in_background(fid_job, fid_curves, workspace(), ds, ds_key, names,
-                          n_pairs=n_pairs, alphas=np.linspace(0, 1, steps), method=method)
+                          n_pairs=n_pairs, alphas=np.linspace(0, 1, steps), method=method,
+                          repeats=repeats)
     status(fid_job)
 elif not ext:
     st.caption("Train the feature extractor above first.")
 fid = _saved_rows("fid-alpha")
 if fid is not None and len(fid):
-    st.plotly_chart(fid_alpha_figure(fid.to_dict("records")), key="met_fid_chart",
-                    width="stretch")
+    records = fid.to_dict("records")
+    st.plotly_chart(fid_alpha_figure(records), key="met_fid_chart", width="stretch")
+    ratios = pd.DataFrame(interpolation_ratios(records))
+    st.dataframe(ratios, hide_index=True, key="met_fid_ratios", column_config={
+        "endpoint_fid": st.column_config.NumberColumn("end-point FID", format="%.1f",
+                                                      help="Mean FID at α = 0 and 1: the "
+                                                      "decoder's reconstructions."),
+        "peak_fid": st.column_config.NumberColumn("peak FID", format="%.1f"),
+        "peak_alpha": st.column_config.NumberColumn("at α", format="%.2f"),
+        "ratio": st.column_config.NumberColumn("peak / end point", format="%.2f",
+                                               help="1 is a flat curve: interpolations stay "
+                                               "on the data."),
+        "ratio_vs_reference": st.column_config.NumberColumn(
+            "ratio vs pixels", format="%.2f", help="This space's ratio over the pixel "
+            "space's; below 1, its interpolations leave the data less than pixel blends "
+            "(Yan, Ho & Abbeel's claim for Fisher scores).")})
     st.download_button("Download FID curves (CSV)", fid.to_csv(index=False), "fid_alpha.csv",
                        key="met_fid_csv")
 

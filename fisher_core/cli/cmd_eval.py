@@ -12,7 +12,7 @@ import numpy as np
 import typer
 
 from ..explore.decode import decoder_warning
-from ..metrics import probe_embeddings
+from ..metrics import interpolation_ratios, probe_embeddings
 from ..workspace import (
     decoded_embeddings,
     edit_scores,
@@ -137,11 +137,14 @@ def interpolation(
     steps: Annotated[int, typer.Option(min=2, help="α values from 0 to 1.")] = 11,
     method: Annotated[str, typer.Option(help="linear or slerp.")] = "linear",
     seed: Annotated[int, typer.Option(help="Pair sampling seed.")] = 0,
+    repeats: Annotated[int, typer.Option(
+        min=1, help="Independent draws of pairs (mean and spread of each FID).")] = 3,
     decoder_epochs: DecEpochsOpt = 40,
     decoder_seconds: DecBudgetOpt = "auto",
     extractor_epochs: ExtEpochsOpt = 40,
 ) -> None:
-    """FID of decoded interpolations vs α, one curve per space."""
+    """FID of decoded interpolations vs α, one curve per space, and each space's peak over
+    end-point ratio."""
     sess = session(ctx)
     if method not in ("linear", "slerp"):
         raise CliError(f"--method {method}: choose linear or slerp.")
@@ -151,18 +154,24 @@ def interpolation(
     alphas = np.linspace(0.0, 1.0, steps)
     with sess.ui.progress(f"FID vs α ({len(names)} spaces, {pairs} pairs)") as bar:
         rows = fid_curves(sess.workspace(), ds, key, names, n_pairs=pairs, alphas=alphas,
-                          method=method, seed=seed, progress=bar)
+                          method=method, seed=seed, repeats=repeats, progress=bar)
     fid = {n: [r["fid"] for r in rows if r["space"] == n] for n in names}
+    fid_std = {n: [r["fid_std"] for r in rows if r["space"] == n] for n in names}
+    ratios = interpolation_ratios(rows)
     result = f"fid-alpha-{extractor_name(key)}"
     extractor = rows[0]["extractor"] if rows else None  # the feature space every FID is in
     sess.ui.result(
         {"saved": [{"kind": k["kind"], "name": k["name"]} for k in trained]
          + [{"kind": "results", "name": result}], "dataset": key,
-         "alphas": [float(a) for a in alphas], "fid": fid, "extractor": extractor,
+         "alphas": [float(a) for a in alphas], "fid": fid, "fid_std": fid_std,
+         "repeats": repeats, "ratios": ratios, "extractor": extractor,
          "extractor_entry": extractor_name(key),
          "n_pairs": pairs, "method": method, "trained": trained, "weak_decoders": weak},
-        [f"FID of {method} interpolations vs α on {key} ({pairs} pairs; features: "
-         f"{extractor}); saved as results/{result}."]
+        [f"FID of {method} interpolations vs α on {key} ({pairs} pairs × {repeats} draws; "
+         f"features: {extractor}); saved as results/{result}."]
+        + [f"{r['space']}: peak / end-point FID {r['ratio']:.2f}"
+           + ("" if r["ratio_vs_reference"] is None else
+              f" ({r['ratio_vs_reference']:.2f}× the pixel space's)") for r in ratios]
         + [f"Trained and saved {t['kind'][:-1]} {t['name']}." for t in trained],
         table(None, ["α", *names], [[float(a), *(fid[n][i] for n in names)]
                                     for i, a in enumerate(alphas)]))

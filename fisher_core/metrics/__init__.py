@@ -11,7 +11,7 @@ from .distance import (
     fisher_similarity,
     frechet_distance,
 )
-from .evaluate import attribute_edit_scores, fid_vs_alpha
+from .evaluate import attribute_edit_scores, fid_vs_alpha, interpolation_ratios
 from .features import (
     DomainFeatureExtractor,
     FeatureExtractorConfig,
@@ -43,6 +43,7 @@ __all__ = [
     "attribute_edit_scores",
     "class_distance_matrix",
     "fid_vs_alpha",
+    "interpolation_ratios",
     "fisher_distance",
     "fisher_similarity",
     "fisher_vector_ablation",

@@ -21,7 +21,7 @@ import numpy as np
 from ..explore.edit import apply_direction, attribute_direction, interpolate
 from .distance import frechet_distance
 
-__all__ = ["attribute_edit_scores", "fid_vs_alpha"]
+__all__ = ["attribute_edit_scores", "fid_vs_alpha", "interpolation_ratios"]
 
 Progress = Callable[[float, str], None]
 
@@ -53,6 +53,7 @@ def fid_vs_alpha(
     alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
     method: str = "linear",
     seed: int = 0,
+    repeats: int = 1,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """FID of decoded interpolations against real images, as a function of α.
@@ -80,14 +81,18 @@ def fid_vs_alpha(
     alphas : array-like of shape (T,), default=DEFAULT_ALPHAS (0, 0.1, ..., 1)
     method : {"linear", "slerp"}, default="linear"
     seed : int, default=0
-        Seeds the choice of pairs.
+        Seeds the choice of pairs (draw r uses ``seed + r``).
+    repeats : int, default=1
+        Independent draws of ``n_pairs`` pairs; the curve is their mean, with their spread.
     progress : callable(fraction, message) or None, default=None
 
     Returns
     -------
     dict
-        ``alphas`` (T,) and ``fid`` (T,) lists of float, ``pairs`` (n_pairs, 2) int array,
-        ``n_pairs``, ``n_real``, ``method``, ``extractor`` (name).
+        ``alphas`` (T,), ``fid`` (T,: mean over draws), ``fid_std`` (T,: standard deviation
+        over draws, 0 for one draw) and ``fid_draws`` (repeats × T) lists of float,
+        ``pairs`` (n_pairs, 2) int array of the first draw, ``n_pairs``, ``repeats``,
+        ``n_real``, ``method``, ``extractor`` (name).
     """
     z = _vectors(embedding_vectors)
     a = np.asarray(alphas, dtype=np.float64).reshape(-1)
@@ -96,19 +101,69 @@ def fid_vs_alpha(
     if isinstance(n_pairs, bool) or not isinstance(n_pairs, int) or n_pairs < 2:
         raise ValueError(f"n_pairs must be an integer ≥ 2 (one FID needs 2 images); got "
                          f"{n_pairs!r}.")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an integer ≥ 1; got {repeats!r}.")
     report = progress or (lambda f, m: None)
-    pairs = _random_pairs(z.shape[0], n_pairs, np.random.default_rng(seed))
-    paths = np.stack([interpolate(z[i], z[j], a, method=method) for i, j in pairs])  # (P, T, k)
     report(0.0, f"features of {len(real_images):,} real images")
     real = extractor.features(np.asarray(real_images, dtype=np.float32))
-    fids = []
-    for t, alpha in enumerate(a):
-        feats = extractor.features(decoder.decode(paths[:, t]))
-        fids.append(frechet_distance(real, feats))
-        report((t + 1) / a.size, f"α = {alpha:.2f}: FID {fids[-1]:.3g} ({t + 1}/{a.size})")
-    return {"alphas": a.tolist(), "fid": fids, "pairs": pairs, "n_pairs": n_pairs,
-            "n_real": int(real.shape[0]), "method": method,
+    draws, first = [], None
+    for r in range(repeats):
+        pairs = _random_pairs(z.shape[0], n_pairs, np.random.default_rng(seed + r))
+        first = pairs if first is None else first
+        paths = np.stack([interpolate(z[i], z[j], a, method=method) for i, j in pairs])
+        fids = []  # paths: (P, T, k)
+        for t, alpha in enumerate(a):
+            feats = extractor.features(decoder.decode(paths[:, t]))
+            fids.append(frechet_distance(real, feats))
+            done = (r * a.size + t + 1) / (repeats * a.size)
+            report(done, f"draw {r + 1}/{repeats}, α = {alpha:.2f}: FID {fids[-1]:.3g}")
+        draws.append(fids)
+    arr = np.asarray(draws)  # (repeats, T)
+    return {"alphas": a.tolist(), "fid": arr.mean(0).tolist(), "fid_std": arr.std(0).tolist(),
+            "fid_draws": arr.tolist(), "pairs": first, "n_pairs": n_pairs,
+            "repeats": repeats, "n_real": int(real.shape[0]), "method": method,
             "extractor": getattr(extractor, "name", type(extractor).__name__)}
+
+
+def interpolation_ratios(rows: Sequence[dict[str, Any]], *, reference_kind: str = "pixels"
+                         ) -> list[dict[str, Any]]:
+    """How far each space's interpolations leave the data: peak over end-point FID.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        FID-vs-α rows (``space``, ``alpha``, ``fid``, optionally ``kind``, ``fid_std``), as
+        :func:`fisher_core.workspace.fid_curves` returns them.
+    reference_kind : str, default="pixels"
+        The space kind the ratios are compared with (the first space of that kind).
+
+    Returns
+    -------
+    list of dict
+        One per space, in first-seen order: ``space``, ``kind``, ``endpoint_fid`` (mean FID
+        at α = 0 and 1: the decoder's reconstructions), ``peak_fid`` and ``peak_alpha`` (the
+        largest FID over α), ``ratio`` (peak / end point; 1 is a flat curve), and
+        ``ratio_vs_reference`` (this ratio over the reference space's; None without one).
+        Yan, Ho & Abbeel's claim reads ``ratio_vs_reference < 1`` for Fisher-score spaces.
+    """
+    spaces: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        spaces.setdefault(row["space"], []).append(row)
+    out = []
+    for space, pts in spaces.items():
+        pts = sorted(pts, key=lambda r: r["alpha"])
+        if len(pts) < 2:
+            raise ValueError(f"space {space!r} has {len(pts)} FID point(s); an interpolation "
+                             "ratio needs α = 0, 1 and points between.")
+        ends = 0.5 * (pts[0]["fid"] + pts[-1]["fid"])
+        peak = max(pts, key=lambda r: r["fid"])
+        out.append({"space": space, "kind": pts[0].get("kind", ""), "endpoint_fid": ends,
+                    "peak_fid": peak["fid"], "peak_alpha": peak["alpha"],
+                    "ratio": peak["fid"] / ends if ends > 0 else float("inf")})
+    ref = next((r["ratio"] for r in out if r["kind"] == reference_kind), None)
+    for r in out:
+        r["ratio_vs_reference"] = None if ref is None else r["ratio"] / ref
+    return out
 
 
 def _classify(classifier: Any, images: np.ndarray) -> np.ndarray:

@@ -36,11 +36,15 @@ def _columns(rows: Rows, need: Sequence[str], what: str) -> dict[str, list]:
 def fid_alpha_figure(rows: Rows, *, height: int = 400) -> go.Figure:
     """FID of decoded interpolations against α, one line per space
     (:func:`fisher_core.fid_vs_alpha` / :func:`fisher_core.fid_curves` rows: space, alpha,
-    fid, and optionally kind, extractor). Good spaces stay flat; bad ones peak at α = 0.5."""
+    fid, and optionally kind, extractor, fid_std: drawn as error bars, ± one standard
+    deviation over repeated draws of pairs). Good spaces stay flat; bad ones peak at α = 0.5."""
     data = _columns(rows, ["space", "alpha", "fid"], "FID")
     extractor = data.get("extractor", [""])[0]
+    spread = "fid_std" in data and any(v for v in data["fid_std"])
     return px.line(data, x="alpha", y="fid", color="space", markers=True, height=height,
-                   labels={"fid": f"FID ({extractor})" if extractor else "FID", "alpha": "α"},
+                   error_y="fid_std" if spread else None,
+                   labels={"fid": f"FID ({extractor})" if extractor else "FID", "alpha": "α",
+                           "fid_std": "spread over draws"},
                    hover_data=["kind"] if "kind" in data else None)
 
 

@@ -192,9 +192,11 @@ def fid_curves(
     alphas: Any = None,
     method: str = "linear",
     seed: int = 0,
+    repeats: int = 3,
     progress: Callable[[float, str], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """FID-vs-α rows (space, kind, alpha, fid, extractor) for decoded embeddings ``names``.
+    """FID-vs-α rows (space, kind, alpha, fid, fid_std, extractor) for decoded embeddings
+    ``names``: the mean and spread over ``repeats`` draws of ``n_pairs`` pairs.
 
     Uses the dataset's saved feature extractor (train one with :func:`train_extractor`); the
     rows are also saved as ``results/fid-alpha-<extractor_name(dataset_key)>``. Every name is
@@ -213,10 +215,11 @@ def fid_curves(
         emb, dec = workspace.load_embedding(name), _require_decoder(workspace, name)
         sub = _stage(progress, k, len(names), name)
         out = fid_vs_alpha(emb.vectors, dec, ds.images, extractor, n_pairs=n_pairs,
-                           alphas=alphas, method=method, seed=seed, progress=sub)
-        rows += [{"space": name, "kind": emb.kind, "alpha": a, "fid": f,
-                  "extractor": out["extractor"], "n_pairs": n_pairs}
-                 for a, f in zip(out["alphas"], out["fid"], strict=True)]
+                           alphas=alphas, method=method, seed=seed, repeats=repeats,
+                           progress=sub)
+        rows += [{"space": name, "kind": emb.kind, "alpha": a, "fid": f, "fid_std": sd,
+                  "extractor": out["extractor"], "n_pairs": n_pairs, "repeats": repeats}
+                 for a, f, sd in zip(out["alphas"], out["fid"], out["fid_std"], strict=True)]
     workspace.save_result(result, {"rows": rows})
     return rows
 

@@ -91,6 +91,9 @@ def test_metrics_page_extractor_fid_edits_and_heatmap(decoded):
         b.label == "Compute FID curves" for b in a.button), timeout=240)
     at.slider(key="met_pairs").set_value(50)
     at.slider(key="met_steps").set_value(3)
+    at.slider(key="met_repeats").set_value(2)
     at.button(key="met_fid").click().run()
     _rerun_until(at, lambda a: len(a.get("plotly_chart")) == 2, timeout=240)
     assert not at.exception
+    ratios = next(d.value for d in at.dataframe if "ratio" in d.value.columns)
+    assert len(ratios) >= 1 and (ratios["ratio"] >= 1).all()  # peak ≥ mean of the ends

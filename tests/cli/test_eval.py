@@ -59,6 +59,12 @@ def test_interpolation_trains_what_is_missing_once(ws):
     again = ws.json("eval", "interpolation", "-d", "faces", "--spaces", "faces-pixels",
                     "--pairs", "16", "--steps", "3")
     assert again["trained"] == [] and again["fid"] == out["fid"]  # seeded: the same numbers
+    # 3 draws by default: spread reported, and the pixel space's ratio is its own reference
+    assert out["repeats"] == 3 and len(out["fid_std"]["faces-pixels"]) == 3
+    (ratio,) = out["ratios"]
+    fid = out["fid"]["faces-pixels"]
+    assert ratio["ratio"] == pytest.approx(max(fid) / (0.5 * (fid[0] + fid[-1])))
+    assert ratio["ratio_vs_reference"] == pytest.approx(1.0)
 
 
 def test_edits(ws):

@@ -259,9 +259,10 @@ def test_warm_start(seed):
 
 
 def test_warm_start_with_other_features_is_refused():
-    g = GaussianMixture(2, warm_start=True, random_state=0).fit(np.random.rand(50, 2))
+    rng = np.random.default_rng(0)
+    g = GaussianMixture(2, warm_start=True, random_state=0).fit(rng.random((50, 2)))
     with pytest.raises(ValueError, match="set warm_start=False"):
-        g.fit(np.random.rand(50, 3))
+        g.fit(rng.random((50, 3)))
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -530,7 +531,8 @@ def test_default_fit_matches_sklearn_default_on_clustered_data():
 def test_verbose_goes_to_stdout_only_when_asked():
     old, sys.stdout = sys.stdout, StringIO()
     try:
-        GaussianMixture(2, random_state=0, verbose=1).fit(np.random.rand(30, 2))
+        GaussianMixture(2, random_state=0, verbose=1).fit(
+            np.random.default_rng(0).random((30, 2)))
         printed = sys.stdout.getvalue()
     finally:
         sys.stdout = old

@@ -13,6 +13,7 @@ from fisher_core.metrics import (
     attribute_edit_scores,
     fid_vs_alpha,
     frechet_distance,
+    interpolation_ratios,
 )
 
 
@@ -58,6 +59,36 @@ def test_fid_curve_ends_equal_fid_of_directly_decoded_endpoints():
     assert again["fid"] == out["fid"]
     with pytest.raises(ValueError, match="n_pairs must be an integer ≥ 2"):
         fid_vs_alpha(z, dec, real, ext, n_pairs=1)
+
+
+def test_repeated_draws_are_independent_single_draws():
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((30, 4)).astype(np.float32)
+    real = rng.uniform(0, 1, (40, 1, 8, 8)).astype(np.float32)
+    dec, ext = _nets()
+    out = fid_vs_alpha(z, dec, real, ext, n_pairs=10, alphas=[0.0, 1.0], seed=4, repeats=3)
+    singles = np.array([fid_vs_alpha(z, dec, real, ext, n_pairs=10, alphas=[0.0, 1.0],
+                                     seed=4 + r)["fid"] for r in range(3)])
+    np.testing.assert_allclose(out["fid_draws"], singles, rtol=1e-12)
+    np.testing.assert_allclose(out["fid"], singles.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(out["fid_std"], singles.std(0), rtol=1e-9)
+    with pytest.raises(ValueError, match="repeats must be an integer ≥ 1"):
+        fid_vs_alpha(z, dec, real, ext, n_pairs=10, repeats=0)
+
+
+def test_interpolation_ratios_by_hand():
+    rows = [{"space": s, "kind": k, "alpha": a, "fid": f} for s, k, pts in [
+        ("fisher", "fisher", [(0.0, 10.0), (0.5, 30.0), (1.0, 14.0)]),
+        ("px", "pixels", [(1.0, 20.0), (0.0, 20.0), (0.5, 120.0)]),  # order of rows is free
+    ] for a, f in pts]
+    fisher, px = interpolation_ratios(rows)
+    assert fisher["endpoint_fid"] == 12.0 and fisher["peak_fid"] == 30.0
+    assert fisher["ratio"] == pytest.approx(2.5) and px["ratio"] == pytest.approx(6.0)
+    assert fisher["ratio_vs_reference"] == pytest.approx(2.5 / 6.0)
+    assert px["ratio_vs_reference"] == pytest.approx(1.0) and px["peak_alpha"] == 0.5
+    assert interpolation_ratios(rows[:3])[0]["ratio_vs_reference"] is None  # no pixel space
+    with pytest.raises(ValueError, match="has 1 FID point"):
+        interpolation_ratios(rows[:1])
 
 
 class _Identity:

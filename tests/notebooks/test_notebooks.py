@@ -90,9 +90,10 @@ def _check_pixelcnn(s: dict) -> None:
 def _check_fvvae(s: dict) -> None:
     assert s["max_abs_diff_fv_layer"] < 1e-4  # FV layer == fc.fisher_vector on its GMM
     assert s["fvvae_dim"] == s["n_components"] * (1 + 2 * (s["latent_dim"] + 2))
+    assert s["fv_gmm"] == "descriptors" and s["final_em"]  # the defaults are what it shows
     _above_chance(s["probe_accuracy"], s["chance"], 0.03)  # one epoch of FV-VAE: barely
     assert s["probe_accuracy"]["GMM Fisher vectors"] > s["chance"] + 0.3
-    assert s["probe_accuracy"]["EM GMM on FV-VAE descriptors"] > s["chance"] + 0.1
+    assert s["probe_accuracy"]["FV-VAE"] > s["chance"] + 0.1  # descriptor GMM, EM refit
 
 
 def _check_afv(s: dict) -> None:
