@@ -8,7 +8,11 @@ from app.embeddings_ui import saved_embeddings
 from app.jobs_ui import status
 from app.spaces_ui import decoder_panel, embedding, pick_spaces
 from app.state import current_dataset, jobs, run_in_background, session_job, workspace
-from fisher_core.metrics import class_distance_matrix, interpolation_ratios
+from fisher_core.metrics import (
+    class_distance_matrix,
+    edit_operating_points,
+    interpolation_ratios,
+)
 from fisher_core.plots import (
     class_distance_figure,
     edit_scores_figure,
@@ -137,6 +141,16 @@ if edits is not None and len(edits):
                                    columns="space", values="cell", aggfunc="first"))
     st.plotly_chart(edit_scores_figure(edits.to_dict("records")), key="met_edit_chart",
                     width="stretch")
+    st.caption("At equal success: each space at the weakest scored strength whose mean "
+               "success reaches 95 %, and its preservation there (spaces whose δ is longer "
+               "succeed earlier and damage more at a fixed strength); the paper's fixed "
+               "strength 3 beside it.")
+    pct = st.column_config.NumberColumn(format="percent")
+    st.dataframe(pd.DataFrame(edit_operating_points(edits.to_dict("records"))),
+                 hide_index=True, key="met_edit_points", column_config={
+                     "strength": st.column_config.NumberColumn("strength at 95 % success"),
+                     "success": pct, "preservation": pct, "fixed_success": pct,
+                     "fixed_preservation": pct})
     with st.expander("All columns"):
         st.dataframe(edits[cols], hide_index=True)
     st.download_button("Download edit scores (CSV)", edits.to_csv(index=False),

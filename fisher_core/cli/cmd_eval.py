@@ -12,7 +12,7 @@ import numpy as np
 import typer
 
 from ..explore.decode import decoder_warning
-from ..metrics import interpolation_ratios, probe_embeddings
+from ..metrics import edit_operating_points, interpolation_ratios, probe_embeddings
 from ..workspace import (
     decoded_embeddings,
     edit_scores,
@@ -216,13 +216,24 @@ def edits(
             rows += edit_scores(sess.workspace(), ds, key, names, attribute=attr,
                                 strengths=power, n_sources=sources, seed=seed, progress=bar)
     result = f"edits-{extractor_name(key)}"
+    points = edit_operating_points(rows)
+
+    def _point(p: dict[str, Any]) -> str:
+        at = ("never reaches 95 % success" if p["strength"] is None else
+              f"95 % success first at strength {p['strength']:g}: preservation "
+              f"{p['preservation']:.0%}")
+        fixed = ("" if p["fixed_success"] is None else
+                 f"; at {p['fixed_strength']:g}: {p['fixed_success']:.0%} / "
+                 f"{p['fixed_preservation']:.0%}")
+        return f"{p['space']}: {at}{fixed}"
+
     sess.ui.result(
         {"saved": [{"kind": k["kind"], "name": k["name"]} for k in trained]
          + [{"kind": "results", "name": result}], "dataset": key, "rows": rows,
-         "trained": trained, "weak_decoders": weak},
+         "operating_points": points, "trained": trained, "weak_decoders": weak},
         [f"Attribute edits on {key} ({sources} sources per direction); saved in "
-         f"results/{result}."] + [f"Trained and saved {t['kind'][:-1]} {t['name']}."
-                                  for t in trained],
+         f"results/{result}."] + [_point(p) for p in points]
+        + [f"Trained and saved {t['kind'][:-1]} {t['name']}." for t in trained],
         table(None, ["space", "attribute", "direction", "strength", "success", "preservation"],
               [[r["space"], r["attribute"], r["direction"], r["strength"], r["success"],
                 r["preservation"]] for r in rows]))

@@ -11,7 +11,12 @@ from .distance import (
     fisher_similarity,
     frechet_distance,
 )
-from .evaluate import attribute_edit_scores, fid_vs_alpha, interpolation_ratios
+from .evaluate import (
+    attribute_edit_scores,
+    edit_operating_points,
+    fid_vs_alpha,
+    interpolation_ratios,
+)
 from .features import (
     DomainFeatureExtractor,
     FeatureExtractorConfig,
@@ -42,6 +47,7 @@ __all__ = [
     "ProbeResult",
     "attribute_edit_scores",
     "class_distance_matrix",
+    "edit_operating_points",
     "fid_vs_alpha",
     "interpolation_ratios",
     "fisher_distance",

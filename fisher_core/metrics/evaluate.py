@@ -21,7 +21,8 @@ import numpy as np
 from ..explore.edit import apply_direction, attribute_direction, interpolate
 from .distance import frechet_distance
 
-__all__ = ["attribute_edit_scores", "fid_vs_alpha", "interpolation_ratios"]
+__all__ = ["attribute_edit_scores", "edit_operating_points", "fid_vs_alpha",
+           "interpolation_ratios"]
 
 Progress = Callable[[float, str], None]
 
@@ -284,3 +285,53 @@ def attribute_edit_scores(
             report(done / total, f"{direction} {names[attribute]} ×{s:g}: success "
                                  f"{rows[-1]['success']:.0%}")
     return rows
+
+
+def edit_operating_points(rows: Sequence[dict[str, Any]], *, target: float = 0.95,
+                          fixed: float = 3.0) -> list[dict[str, Any]]:
+    """Edits compared at equal success: each space at the weakest strength that succeeds.
+
+    A space whose δ is longer succeeds at a lower strength and damages more at a fixed one, so
+    comparing spaces at one strength mixes their scales. Here, per space (means over the
+    attributes and directions scored at every strength): the first strength, in increasing
+    order, whose mean success reaches ``target``, and the mean preservation there; beside it
+    the paper's fixed-strength protocol.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        Edit-score rows (``space``, ``strength``, ``success``, ``preservation``, optionally
+        ``kind``), as :func:`fisher_core.workspace.edit_scores` returns them.
+    target : float, default=0.95
+    fixed : float, default=3.0
+        The fixed strength reported beside (Yan, Ho & Abbeel use 3).
+
+    Returns
+    -------
+    list of dict
+        One per space: ``space``, ``kind``, ``strength`` (None when no strength reaches the
+        target), ``success`` and ``preservation`` there, ``fixed_strength``,
+        ``fixed_success`` and ``fixed_preservation`` (None when that strength was not
+        scored).
+    """
+    if not 0.0 < target <= 1.0:
+        raise ValueError(f"target must be in (0, 1]; got {target!r}.")
+    by_space: dict[str, dict[float, list[dict[str, Any]]]] = {}
+    kinds: dict[str, str] = {}
+    for r in rows:
+        by_space.setdefault(r["space"], {}).setdefault(float(r["strength"]), []).append(r)
+        kinds.setdefault(r["space"], r.get("kind", ""))
+    out = []
+    for space, strengths in by_space.items():
+        means = {s: (float(np.mean([r["success"] for r in rs])),
+                     float(np.mean([r["preservation"] for r in rs])))
+                 for s, rs in sorted(strengths.items())}
+        hit = next((s for s, (succ, _) in means.items() if succ >= target), None)
+        fixed_pt = means.get(float(fixed))
+        out.append({"space": space, "kind": kinds[space], "strength": hit,
+                    "success": None if hit is None else means[hit][0],
+                    "preservation": None if hit is None else means[hit][1],
+                    "fixed_strength": float(fixed),
+                    "fixed_success": None if fixed_pt is None else fixed_pt[0],
+                    "fixed_preservation": None if fixed_pt is None else fixed_pt[1]})
+    return out

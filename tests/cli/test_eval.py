@@ -73,6 +73,9 @@ def test_edits(ws):
     rows = out["rows"]
     assert len(rows) == 2 * 2 * 2  # attributes × directions × strengths
     assert {r["attribute"] for r in rows} == {"smiling", "hat"}
+    (point,) = out["operating_points"]  # one space
+    at3 = [r for r in rows if r["strength"] == 3.0]
+    assert point["fixed_success"] == pytest.approx(np.mean([r["success"] for r in at3]))
     assert all(0.0 <= r["success"] <= 1.0 for r in rows)
 
 

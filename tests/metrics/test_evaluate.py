@@ -11,6 +11,7 @@ from fisher_core.metrics import (
     DomainFeatureExtractor,
     FeatureExtractorConfig,
     attribute_edit_scores,
+    edit_operating_points,
     fid_vs_alpha,
     frechet_distance,
     interpolation_ratios,
@@ -165,3 +166,23 @@ def test_edit_scores_check_their_inputs():
                           progress=lambda f, m: seen.append((f, m)))
     assert [f for f, _ in seen] == pytest.approx(np.arange(1, 7) / 6)
     assert seen[-1][1].startswith("remove attr2 ×2")
+
+
+def test_edit_operating_points_by_hand():
+    rows = []
+    for space, table in [("fisher", {1.0: (0.90, 0.97), 2.0: (0.96, 0.93), 3.0: (1.0, 0.85)}),
+                         ("pixels", {1.0: (0.50, 0.99), 3.0: (0.94, 0.90)})]:
+        for strength, (succ, pres) in table.items():
+            for direction, shift in (("add", 0.02), ("remove", -0.02)):  # means are the table
+                rows.append({"space": space, "kind": space, "strength": strength,
+                             "direction": direction, "success": succ + shift,
+                             "preservation": pres - shift})
+    fisher, pixels = edit_operating_points(rows)
+    assert fisher["strength"] == 2.0
+    assert fisher["success"] == pytest.approx(0.96) and fisher["preservation"] == pytest.approx(
+        0.93)
+    assert fisher["fixed_preservation"] == pytest.approx(0.85)
+    assert pixels["strength"] is None and pixels["preservation"] is None  # never reaches 95 %
+    assert pixels["fixed_success"] == pytest.approx(0.94)
+    with pytest.raises(ValueError, match=r"target must be in \(0, 1\]"):
+        edit_operating_points(rows, target=0)
