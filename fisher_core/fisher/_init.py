@@ -36,7 +36,9 @@ def subsample_size(n_samples: int, n_components: int) -> int:
 
 
 def kmeanspp(x: torch.Tensor, k: int, gen: torch.Generator) -> tuple[torch.Tensor, int]:
-    """Greedy k-means++ (Arthur & Vassilvitskii; sklearn's 2 + log k local trials), float64.
+    """Greedy k-means++ (Arthur & Vassilvitskii; sklearn's 2 + log k local trials).
+
+    Distances in the dtype of ``x``; the sampling (cumulative potential) in float64.
 
     Returns the (k, D) centres and how many were drawn from positive potential (the number of
     distinct centres found; less than k means the sample has fewer distinct points).
@@ -49,12 +51,13 @@ def kmeanspp(x: torch.Tensor, k: int, gen: torch.Generator) -> tuple[torch.Tenso
     closest = (sq - 2 * x @ x[first] + sq[first]).clamp_(min=0)  # (n,)
     n_distinct = 1
     for _ in range(1, k):
-        potential = float(closest.sum())
+        potential = float(closest.sum(dtype=torch.float64))
         if potential <= 0.0:  # every point coincides with a centre: only duplicates remain
             centers.append(int(torch.randint(n, (1,), generator=gen)))
             continue
         draws = torch.rand(n_trials, generator=gen, dtype=torch.float64) * potential
-        cand = torch.searchsorted(torch.cumsum(closest.cpu(), 0), draws).clamp_(max=n - 1)
+        cumulative = torch.cumsum(closest.cpu().to(torch.float64), 0)
+        cand = torch.searchsorted(cumulative, draws).clamp_(max=n - 1)
         cand = cand.to(x.device)
         dist = (sq[None] - 2 * x[cand] @ x.T + sq[cand, None]).clamp_(min=0)  # (trials, n)
         torch.minimum(dist, closest[None], out=dist)
@@ -100,14 +103,15 @@ def lloyd(
     c = centers.to(x.dtype).clone()
     x_sq = (x * x).sum(1)  # (n,)
     tol_abs = tol * float(x.var(0, correction=0).mean())
-    ones = torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
     labels = None
     n_iter = 0
     for n_iter in range(1, max_iter + 1):  # noqa: B007 (n_iter is returned)
         dist = (c * c).sum(1)[None] - 2 * x @ c.T  # (n, k), ‖x − c‖² − ‖x‖²
         best, new_labels = dist.min(1)
-        counts = torch.zeros(k, dtype=x.dtype, device=x.device).index_add_(0, new_labels, ones)
-        sums = torch.zeros_like(c).index_add_(0, new_labels, x)  # (k, D)
+        # cluster sums as one GEMM with the one-hot assignment (index_add_ is a slow scatter)
+        onehot = torch.nn.functional.one_hot(new_labels, k).to(x.dtype)  # (n, k)
+        counts = onehot.sum(0)
+        sums = onehot.T @ x  # (k, D)
         empty = torch.nonzero(counts == 0).flatten()
         if empty.numel():  # relocate onto the farthest points
             far = torch.argsort(best + x_sq, descending=True)[: empty.numel()]
@@ -195,10 +199,10 @@ def initial_params(
     n_samples, n_features = aug.shape[0], aug.shape[1] // 2
     rows = torch.randperm(n_samples, generator=gen)[: subsample_size(n_samples, k)]
     sample = aug[rows.to(aug.device), n_features:]  # (n_sub, D)
-    centers, n_distinct = kmeanspp(sample.to(torch.float64), k, gen)
+    centers, n_distinct = kmeanspp(sample, k, gen)
     if method == "kmeans" and n_distinct == k:
         centers = lloyd(sample, centers)[0].to(torch.float64)
-    return hard_assignment_params(aug, centers, batch, reg_covar), n_distinct
+    return hard_assignment_params(aug, centers.to(torch.float64), batch, reg_covar), n_distinct
 
 
 def _check_shape(array: np.ndarray, shape: tuple[int, ...], name: str) -> None:
