@@ -143,6 +143,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, one repeat")
     parser.add_argument("--repeats", type=int, default=None, help="best-of repeats")
     parser.add_argument("--seeds", type=int, default=3, help="GMM fits per kind of data")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for every peer (torch and BLAS); default: all")
     args = parser.parse_args()
     warnings.simplefilter("ignore", ConvergenceWarning)
     if args.quick:
@@ -151,6 +153,11 @@ def main() -> None:
         enc, fit, repeats = (200, 500, 64, 64), (50_000, 64, 64), 5
     repeats = args.repeats or repeats
 
+    if args.threads:
+        from threadpoolctl import threadpool_limits
+
+        torch.set_num_threads(args.threads)
+        threadpool_limits(args.threads)
     sk_rate, our_rate, max_err, gemm = bench_encoding(*enc, repeats)
     s, n, d, k = enc
     flops = 8 * d * k * our_rate  # flop/s at our descriptor rate
