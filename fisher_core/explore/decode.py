@@ -52,6 +52,7 @@ from ..models.netio import load_net, save_net
 from ..training import ProgressEvent, TrainResult, step_seconds, train
 from ..training.batches import split_indices
 from .cpixelcnn import ConditionalPixelCNN
+from .quality import decoder_skill, decoder_warning, reconstruction_errors
 
 __all__ = [
     "Decoder",
@@ -61,6 +62,7 @@ __all__ = [
     "decoder_warning",
     "default_likelihood",
     "load_decoder",
+    "reconstruction_errors",
     "save_decoder",
     "train_decoder",
 ]
@@ -292,18 +294,21 @@ class Decoder(nn.Module):
         was_training = self.training
         self.eval()
         device = self.in_mean.device
-        if self.config.architecture == "direct":
-            draw = self.mean
-        else:
-            t = self.config.temperature if temperature is None else float(temperature)
-            gen = torch.Generator(device=device).manual_seed(seed)
-            draw = lambda zb: self.cpixelcnn.sample(  # noqa: E731
-                self._standardize(zb), temperature=t, generator=gen)
-        parts = [draw(zt[i : i + batch_size].to(device)).cpu()
+        t = self.config.temperature if temperature is None else float(temperature)
+        gen = torch.Generator(device=device).manual_seed(seed)
+        parts = [self._draw(zt[i : i + batch_size].to(device), t, gen).cpu()
                  for i in range(0, zt.shape[0], batch_size)]
         self.train(was_training)
         out = torch.cat(parts).numpy() if parts else np.zeros((0, *self.image_shape), "float32")
         return out[0] if single else out
+
+    def _draw(self, z: torch.Tensor, temperature: float, generator: torch.Generator
+              ) -> torch.Tensor:
+        """Images (B, C, H, W) of raw vectors: the expected image, or a raster-order draw."""
+        if self.config.architecture == "direct":
+            return self.mean(z)
+        return self.cpixelcnn.sample(self._standardize(z), temperature=temperature,
+                                     generator=generator)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -475,52 +480,6 @@ def _auto_budget(config: DecoderConfig, z: np.ndarray, x: np.ndarray, batch_size
     per_step = step_seconds(probe, (z, x), batch_size=batch_size, steps=2, seed=seed)
     steps = -(-z.shape[0] // batch_size)
     return float(np.clip(1.2 * AUTO_EPOCHS * steps * per_step, 60.0, 900.0))
-
-
-def decoder_skill(metrics: dict[str, Any]) -> float | None:
-    """1 − held-out MSE / MSE of the mean image: 0 for a decoder that ignores its input (it
-    draws the same blurred mean face for every vector), 1 for a perfect one. None when the
-    metrics lack either number (decoders saved before it was recorded)."""
-    mse, base = metrics.get("val_mse"), metrics.get("val_mse_mean_image")
-    if mse is None or not base:
-        return None
-    return 1.0 - float(mse) / float(base)
-
-
-def decoder_warning(metrics: dict[str, Any], min_skill: float = 0.2) -> str | None:
-    """Why a trained decoder is not worth decoding with, or None when it is fine.
-
-    Flags a decoder that trained for no epoch, or whose held-out error is within
-    ``1 − min_skill`` of the mean image's (every decoded image then looks alike).
-    """
-    skill = decoder_skill(metrics)
-    epochs = metrics.get("epochs")
-    capped = " It stopped at its time cap." if metrics.get("time_capped") else ""
-    if epochs is not None and epochs < 1:
-        return ("trained for no complete epoch" + (" (it hit its time cap)" if capped else "")
-                + "; its images are noise or flat grey. Retrain it with more time.")
-    if skill is not None and skill < min_skill:
-        return (f"barely learned: held-out error {metrics['val_mse']:.4f} per pixel against "
-                f"{metrics['val_mse_mean_image']:.4f} for the mean image (skill "
-                f"{100 * skill:.0f} %), so its images all look alike.{capped} Retrain it with "
-                "more time, or use another embedding.")
-    return None
-
-
-@torch.no_grad()
-def reconstruction_errors(decoder: Decoder, z: np.ndarray, images: np.ndarray) -> dict[str, float]:
-    """Per-pixel errors of ``decoder`` on (z, images): ``mse`` of the decoded mean, plus ``bce``
-    (Bernoulli) or ``ce`` (categorical, nats), keys prefixed with ``val_``."""
-    decoder.eval()
-    zt, xt = torch.as_tensor(z, dtype=torch.float32), torch.as_tensor(images, dtype=torch.float32)
-    mse = float(((torch.from_numpy(decoder.decode(z)) - xt) ** 2).double().mean())
-    out = {"val_mse": mse}
-    key = {"bernoulli": "val_bce", "categorical": "val_ce"}.get(decoder.config.likelihood)
-    if key is not None:
-        losses = [decoder.loss(zt[i : i + 512], xt[i : i + 512]).double()
-                  for i in range(0, zt.shape[0], 512)]
-        out[key] = float(torch.cat(losses).mean())
-    return out
 
 
 def save_decoder(decoder: Decoder, directory: str | Path, *,
