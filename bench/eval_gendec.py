@@ -98,7 +98,7 @@ def main() -> None:
     ap.add_argument("--strengths", type=lambda s: [float(v) for v in s.split(",")],
                     default=[1.0, 2.0, 3.0])
     ap.add_argument("--seconds", type=lambda s: [float(v) for v in s.split(",")],
-                    default=[60.0, 120.0], help="training budget: direct, pixelcnn decoders")
+                    default=[60.0, 150.0], help="training budget: direct, pixelcnn decoders")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

@@ -322,7 +322,9 @@ class Decoder(nn.Module):
         """One Adam step on the mean loss of a (z, x) batch."""
         (opt,) = optimizers.values()
         opt.zero_grad(set_to_none=True)
-        loss = self.loss(*batch).mean()
+        z, x = batch
+        loss = (self.loss(z, x) if self.config.architecture == "direct"
+                else self.cpixelcnn.objective(self._standardize(z), x)).mean()
         if torch.isfinite(loss):
             loss.backward()
             opt.step()

@@ -43,7 +43,7 @@ def _decoder(seed: int = 0, **kw) -> Decoder:
                                  pixel_blocks=2, **kw))
 
 
-def test_loss_is_the_per_pixel_cross_entropy_of_a_naive_loop():
+def test_loss_and_objective_are_per_pixel_cross_entropies_of_a_naive_loop():
     net = _net()
     g = torch.Generator().manual_seed(1)
     z = torch.randn(3, 4, generator=g, dtype=torch.float64)
@@ -51,12 +51,16 @@ def test_loss_is_the_per_pixel_cross_entropy_of_a_naive_loop():
     with torch.no_grad():
         logits = net(z, x).numpy()  # (B, C, L, H, W)
         loss = net.loss(z, x).numpy()
+        direct = net.direct_out(net.condition(z)).view(3, 2, 5, 6, 7).numpy()
+        objective = net.objective(z, x).numpy()
     level = np.round(x.numpy() * 4).astype(int)
-    naive = np.zeros(3)
+    naive, naive_direct = np.zeros(3), np.zeros(3)
     for b, c, r, j in np.ndindex(3, 2, 6, 7):
-        v = logits[b, c, :, r, j]
-        naive[b] -= (v[level[b, c, r, j]] - np.log(np.exp(v).sum())) / (2 * 6 * 7)
+        for out, v in [(naive, logits[b, c, :, r, j]), (naive_direct, direct[b, c, :, r, j])]:
+            out[b] -= (v[level[b, c, r, j]] - np.log(np.exp(v).sum())) / (2 * 6 * 7)
     np.testing.assert_allclose(loss, naive, rtol=1e-10)
+    # training adds the direct prediction's own cross-entropy (it teaches m(z) the image)
+    np.testing.assert_allclose(objective, naive + naive_direct, rtol=1e-10)
 
 
 def test_pixel_i_depends_only_on_earlier_pixels():
