@@ -55,6 +55,39 @@ def _log(msg: str, t0: float) -> None:
     print(f"[{time.perf_counter() - t0:6.0f} s] {msg}", flush=True)
 
 
+def build_spaces(ws: Workspace, ds, *, epochs: int, dim: int, t0: float,
+                 which: tuple[str, ...] = ("fisher", "act-mean", "act-none", "pixels")
+                 ) -> list[str]:
+    """Train (or reuse) ``models/faces-pixelcnn`` and save the faces' embeddings ``which``
+    (Fisher scores sparse-projected to ``dim``, pooled / unpooled activations, pixels) unless
+    saved already; returns their workspace names."""
+    try:
+        model, _ = load_saved_model(ws, "faces-pixelcnn")
+        _log("reusing models/faces-pixelcnn", t0)
+    except EntryError:
+        run = train_and_save(ds, "pixelcnn", epochs=epochs, workspace=ws,
+                             name="faces-pixelcnn", dataset_key=KEY)
+        model = run.model.eval()
+        _log(f"trained PixelCNN: {run.metrics}", t0)
+    spaces = {
+        "fisher": (f"faces-pixelcnn-fisher-sparse{dim}", lambda: fisher_score_embedding(
+            model, ds.images, dim=dim, dataset_key=KEY, model_name="faces-pixelcnn")),
+        "act-mean": ("faces-pixelcnn-act-mean", lambda: activation_embedding(
+            model, ds.images, pool="mean", dataset_key=KEY, model_name="faces-pixelcnn")),
+        "act-none": ("faces-pixelcnn-act-none", lambda: activation_embedding(
+            model, ds.images, pool="none", dataset_key=KEY, model_name="faces-pixelcnn")),
+        "pixels": ("faces-pixels", lambda: pixel_embedding(ds, dataset_key=KEY)),
+    }
+    names = []
+    for key in which:
+        name, make = spaces[key]
+        if not ws.exists("embeddings", name):
+            ws.save_embedding(make(), name)
+        _log(f"embedding {name}: {ws.load_embedding(name).vectors.shape}", t0)
+        names.append(name)
+    return names
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workspace", default=str(Path.home() / ".fisherlab"))
@@ -66,32 +99,12 @@ def main() -> None:
     t0 = time.perf_counter()
     ws = Workspace(args.workspace)
     ds = load_builtin("faces")
-    try:
-        model, _ = load_saved_model(ws, "faces-pixelcnn")
-        _log("reusing models/faces-pixelcnn", t0)
-    except EntryError:
-        run = train_and_save(ds, "pixelcnn", epochs=args.epochs, workspace=ws,
-                             name="faces-pixelcnn", dataset_key=KEY)
-        model = run.model.eval()
-        _log(f"trained PixelCNN: {run.metrics}", t0)
-    spaces = {
-        f"faces-pixelcnn-fisher-sparse{args.dim}": lambda: fisher_score_embedding(
-            model, ds.images, dim=args.dim, dataset_key=KEY, model_name="faces-pixelcnn"),
-        "faces-pixelcnn-act-mean": lambda: activation_embedding(
-            model, ds.images, pool="mean", dataset_key=KEY, model_name="faces-pixelcnn"),
-        "faces-pixelcnn-act-none": lambda: activation_embedding(
-            model, ds.images, pool="none", dataset_key=KEY, model_name="faces-pixelcnn"),
-        "faces-pixels": lambda: pixel_embedding(ds, dataset_key=KEY),
-    }
-    for name, make in spaces.items():
-        if not ws.exists("embeddings", name):
-            ws.save_embedding(make(), name)
-        _log(f"embedding {name}: {ws.load_embedding(name).vectors.shape}", t0)
+    names = build_spaces(ws, ds, epochs=args.epochs, dim=args.dim, t0=t0)
+    for name in names:
         _, m = train_embedding_decoder(ws, name, ds)
         _log(f"decoder {name}: {m}", t0)
     _, m = train_extractor(ws, ds, KEY)
     _log(f"feature extractor: {m}", t0)
-    names = list(spaces)
     fid = pd.DataFrame(fid_curves(ws, ds, KEY, names, n_pairs=args.pairs, seed=0))
     _log("FID curves done", t0)
     table = fid.pivot(index="alpha", columns="space", values="fid")[names]

@@ -37,6 +37,9 @@ DecEpochsOpt = Annotated[int, typer.Option("--decoder-epochs", min=1,
 DecBudgetOpt = Annotated[str, typer.Option(
     "--decoder-seconds", help="Time budget of a missing decoder: seconds, or 'auto' (the "
     "app's: about 12 epochs measured here, 1-15 min).")]
+DecArchOpt = Annotated[str, typer.Option(
+    "--decoder-architecture", help="Architecture of a missing decoder: direct, or pixelcnn (a "
+    "PixelCNN conditioned on the embedding: sharper, ~20× slower to decode).")]
 ExtEpochsOpt = Annotated[int, typer.Option("--extractor-epochs", min=1,
                                            help="Epochs of a missing feature extractor.")]
 
@@ -98,7 +101,7 @@ def _budget(text: str) -> float | str:
 
 
 def _prepare(sess: Session, ds: Any, key: str, spaces: str, dec_epochs: int,
-             dec_budget: str, ext_epochs: int
+             dec_budget: str, ext_epochs: int, dec_arch: str = "direct"
              ) -> tuple[list[str], list[dict[str, Any]], dict[str, str]]:
     """Space names; what was trained (the missing decoders and feature extractor); and the
     decoders that learned too little to be trusted (as the app flags them)."""
@@ -110,12 +113,14 @@ def _prepare(sess: Session, ds: Any, key: str, spaces: str, dec_epochs: int,
             raise CliError(f"embedding {n!r} was computed on {made_on!r}, not {key!r}; give "
                            "spaces of this dataset.")
     budget = _budget(dec_budget)
+    if dec_arch not in ("direct", "pixelcnn"):
+        raise CliError(f"--decoder-architecture {dec_arch}: choose direct or pixelcnn.")
     trained: list[dict[str, Any]] = []
     have = decoded_embeddings(ws, key)
     for n in (n for n in names if n not in have):
         with sess.ui.progress(f"decoder for {n}") as bar:
             _, m = train_embedding_decoder(ws, n, ds, callback=bar.event, epochs=dec_epochs,
-                                           max_seconds=budget)
+                                           max_seconds=budget, architecture=dec_arch)
         trained.append({"kind": "decoders", "name": n, "metrics": m})
     if extractor_entry(ws, key) is None:
         with sess.ui.progress(f"feature extractor for {key}") as bar:
@@ -141,6 +146,7 @@ def interpolation(
         min=1, help="Independent draws of pairs (mean and spread of each FID).")] = 3,
     decoder_epochs: DecEpochsOpt = 40,
     decoder_seconds: DecBudgetOpt = "auto",
+    decoder_architecture: DecArchOpt = "direct",
     extractor_epochs: ExtEpochsOpt = 40,
 ) -> None:
     """FID of decoded interpolations vs α, one curve per space, and each space's peak over
@@ -150,7 +156,7 @@ def interpolation(
         raise CliError(f"--method {method}: choose linear or slerp.")
     ds, key = sess.dataset(dataset)
     names, trained, weak = _prepare(sess, ds, key, spaces, decoder_epochs, decoder_seconds,
-                              extractor_epochs)
+                                    extractor_epochs, decoder_architecture)
     alphas = np.linspace(0.0, 1.0, steps)
     with sess.ui.progress(f"FID vs α ({len(names)} spaces, {pairs} pairs)") as bar:
         rows = fid_curves(sess.workspace(), ds, key, names, n_pairs=pairs, alphas=alphas,
@@ -191,6 +197,7 @@ def edits(
     seed: Annotated[int, typer.Option(help="Source sampling seed.")] = 0,
     decoder_epochs: DecEpochsOpt = 40,
     decoder_seconds: DecBudgetOpt = "auto",
+    decoder_architecture: DecArchOpt = "direct",
     extractor_epochs: ExtEpochsOpt = 40,
 ) -> None:
     """Attribute-edit success and preservation per space, attribute and strength."""
@@ -209,7 +216,7 @@ def edits(
         raise CliError(f"--attributes: {', '.join(unknown)} not in {dataset!r}; choose from "
                        f"{', '.join(ds.attribute_names)}.")
     names, trained, weak = _prepare(sess, ds, key, spaces, decoder_epochs, decoder_seconds,
-                              extractor_epochs)
+                                    extractor_epochs, decoder_architecture)
     rows: list[dict[str, Any]] = []
     for attr in attrs:
         with sess.ui.progress(f"edits: {attr} ({len(names)} spaces)") as bar:

@@ -3,6 +3,7 @@ interpolation and attribute directions, and decoders that turn embedding vectors
 images. Scores of these (FID, edit success, probes) are :mod:`fisher_core.metrics`.
 """
 
+from .cpixelcnn import ConditionalPixelCNN
 from .decode import (
     Decoder,
     DecoderConfig,
@@ -27,6 +28,7 @@ from .reduce import (
 )
 
 __all__ = [
+    "ConditionalPixelCNN",
     "Decoder",
     "DegenerateEmbeddingError",
     "DecoderConfig",

@@ -1,6 +1,16 @@
 """Decoders: from an embedding back to images (Yan, Ho & Abbeel 2019, section 4).
 
-A :class:`Decoder` is a small MLP from an embedding vector to a coarse feature map (about
+Two architectures (``DecoderConfig.architecture``), one public surface (``decode``, ``loss``,
+training, save/load):
+
+- ``"direct"`` (default): predicts every pixel at once, independently given z (below). Where
+  several images fit z it draws their average, which blurs interpolations and edits;
+- ``"pixelcnn"``: a generative decoder, a PixelCNN conditioned on z
+  (:class:`fisher_core.explore.cpixelcnn.ConditionalPixelCNN`, categorical over ``levels``);
+  ``decode`` draws each pixel in raster order, the most likely level at ``temperature`` 0
+  (deterministic), so each decoded image commits to one plausible image.
+
+A direct :class:`Decoder` is a small MLP from an embedding vector to a coarse feature map (about
 4×4), then ``n_up − 1`` × [nearest 2× upsampling + 3×3 convolution + ReLU], then a 3×3
 convolution to 4× the output channels rearranged by a pixel shuffle into the last 2×
 upsampling (sub-pixel convolution: no convolution runs at full resolution, which makes a
@@ -41,6 +51,8 @@ from ..models.base import ConfigError, quantize
 from ..models.netio import load_net, save_net
 from ..training import ProgressEvent, TrainResult, step_seconds, train
 from ..training.batches import split_indices
+from .cpixelcnn import ConditionalPixelCNN
+from .quality import decoder_skill, decoder_warning, reconstruction_errors
 
 __all__ = [
     "Decoder",
@@ -50,11 +62,15 @@ __all__ = [
     "decoder_warning",
     "default_likelihood",
     "load_decoder",
+    "reconstruction_errors",
     "save_decoder",
     "train_decoder",
 ]
 
 LIKELIHOODS = ("bernoulli", "categorical", "gaussian")
+ARCHITECTURES = ("direct", "pixelcnn")
+#: Levels of a pixelcnn decoder for continuous images (RMS quantisation error 0.019).
+PIXELCNN_LEVELS = 16
 
 
 def default_likelihood(levels: int | None) -> str:
@@ -92,6 +108,17 @@ class DecoderConfig:
     n_up : int or None, default=None
         Upsampling stages; ``None`` picks ``⌊log2(min(H, W) / 4)⌋`` (32×32 → 3, 8×8 → 1), so
         the coarsest map is about 4×4. The output is cropped to (H, W).
+    architecture : {"direct", "pixelcnn"}, default="direct"
+        Direct per-pixel decoder, or a PixelCNN conditioned on z (needs
+        ``likelihood="categorical"``; ``hidden`` is then its conditioning MLP's width, and
+        ``base_channels``, ``min_channels``, ``n_up`` are unused).
+    pixel_channels : int, default=16
+        Feature maps of the pixelcnn decoder's gated stacks and conditioning map.
+    pixel_blocks : int, default=3
+        Gated blocks of the pixelcnn decoder (each pixel sees ``pixel_blocks + 1`` rows up).
+    temperature : float, default=0.0
+        How the pixelcnn decoder decodes: 0 takes the most likely level of each pixel in turn
+        (deterministic, sharp); T > 0 samples from softmax(logits / T), seeded.
     """
 
     in_dim: int
@@ -104,12 +131,16 @@ class DecoderConfig:
     base_channels: int = 64
     min_channels: int = 32
     n_up: int | None = None
+    architecture: str = "direct"
+    pixel_channels: int = 16
+    pixel_blocks: int = 3
+    temperature: float = 0.0
 
     def __post_init__(self) -> None:
         for name, lo, hi in [
             ("in_dim", 1, 1 << 24), ("channels", 1, 4), ("height", 1, 1024), ("width", 1, 1024),
             ("levels", 2, 256), ("hidden", 1, 65536), ("base_channels", 1, 4096),
-            ("min_channels", 1, 4096),
+            ("min_channels", 1, 4096), ("pixel_channels", 1, 1024), ("pixel_blocks", 1, 32),
         ]:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
@@ -126,6 +157,16 @@ class DecoderConfig:
         n = self.n_up
         if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 8:
             raise ConfigError(f"DecoderConfig.n_up must be an integer in [0, 8]; got {n!r}.")
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"DecoderConfig.architecture must be one of {ARCHITECTURES}; "
+                              f"got {self.architecture!r}.")
+        if self.architecture == "pixelcnn" and self.likelihood != "categorical":
+            raise ConfigError("DecoderConfig.likelihood must be 'categorical' for the pixelcnn "
+                              f"architecture (levels from 2 to 256); got {self.likelihood!r}.")
+        t = self.temperature
+        if isinstance(t, bool) or not isinstance(t, int | float) or not 0 <= t <= 10:
+            raise ConfigError(f"DecoderConfig.temperature must be a number in [0, 10]; got "
+                              f"{t!r}.")
 
 
 class Decoder(nn.Module):
@@ -140,7 +181,13 @@ class Decoder(nn.Module):
 
     def __init__(self, config: DecoderConfig) -> None:
         super().__init__()
-        self.config = c = config
+        self.config = config
+        {"direct": self._build_direct, "pixelcnn": self._build_pixelcnn}[config.architecture]()
+        self.register_buffer("in_mean", torch.zeros(config.in_dim))
+        self.register_buffer("in_std", torch.ones(config.in_dim))
+
+    def _build_direct(self) -> None:
+        c = self.config
         scale = 2**c.n_up
         self.h0, self.w0 = -(-c.height // scale), -(-c.width // scale)
         widths = [max(c.min_channels, c.base_channels >> i) for i in range(max(c.n_up, 1))]
@@ -154,8 +201,13 @@ class Decoder(nn.Module):
         self.shuffle = 2 if c.n_up > 0 else 1
         per_pixel = c.levels if c.likelihood == "categorical" else 1
         self.out = nn.Conv2d(widths[-1], c.channels * per_pixel * self.shuffle**2, 3, padding=1)
-        self.register_buffer("in_mean", torch.zeros(c.in_dim))
-        self.register_buffer("in_std", torch.ones(c.in_dim))
+
+    def _build_pixelcnn(self) -> None:
+        c = self.config
+        self.cpixelcnn = ConditionalPixelCNN(
+            cond_dim=c.in_dim, channels=c.channels, height=c.height, width=c.width,
+            levels=c.levels, hidden=c.pixel_channels, n_blocks=c.pixel_blocks,
+            cond_hidden=c.hidden)
 
     def set_standardization(self, mean: np.ndarray, std: np.ndarray) -> None:
         """Store the embedding statistics; dimensions with ``std == 0`` keep a scale of 1."""
@@ -163,11 +215,17 @@ class Decoder(nn.Module):
         self.in_mean.copy_(torch.as_tensor(np.asarray(mean), dtype=torch.float32))
         self.in_std.copy_(torch.as_tensor(std, dtype=torch.float32))
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
         """Raw distribution parameters: (B, C, H, W) logits/values, or (B, C, L, H, W) logits
-        for the categorical likelihood."""
+        for the categorical likelihood. The pixelcnn architecture needs the images x
+        (B, C, H, W) in [0, 1] too: its logits at a pixel are p(· | earlier pixels of x, z)."""
         c = self.config
-        h = self.mlp((z - self.in_mean) / self.in_std)
+        if c.architecture == "pixelcnn":
+            if x is None:
+                raise ValueError("a pixelcnn decoder's distribution depends on the image: "
+                                 "call decoder(z, x), or decode(z) to draw images.")
+            return self.cpixelcnn(self._standardize(z), x)
+        h = self.mlp(self._standardize(z))
         h = h.view(z.shape[0], -1, self.h0, self.w0)  # (B, C0, h0, w0)
         for conv in self.ups:
             h = F.relu(conv(F.interpolate(h, scale_factor=2, mode="nearest")))
@@ -177,8 +235,14 @@ class Decoder(nn.Module):
             return out.reshape(z.shape[0], c.channels, c.levels, c.height, c.width)
         return out
 
+    def _standardize(self, z: torch.Tensor) -> torch.Tensor:
+        return (z - self.in_mean) / self.in_std
+
     def mean(self, z: torch.Tensor) -> torch.Tensor:
-        """Expected image in [0, 1], shape (B, C, H, W) (differentiable)."""
+        """Expected image in [0, 1], shape (B, C, H, W) (differentiable; direct decoders)."""
+        if self.config.architecture != "direct":
+            raise TypeError("mean() is the direct decoder's expected image; a pixelcnn "
+                            "decoder draws its images: use decode(z).")
         out = self(z)
         if self.config.likelihood != "categorical":
             return torch.sigmoid(out)
@@ -188,6 +252,8 @@ class Decoder(nn.Module):
     def loss(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Per-example loss, averaged over pixels, shape (B,): BCE, CE (nats) or squared error.
         """
+        if self.config.architecture == "pixelcnn":
+            return self.cpixelcnn.loss(self._standardize(z), x)
         out = self(z)
         lik = self.config.likelihood
         if lik == "bernoulli":
@@ -200,13 +266,18 @@ class Decoder(nn.Module):
         return per_pixel.flatten(1).mean(dim=1)
 
     @torch.no_grad()
-    def decode(self, z: np.ndarray | torch.Tensor, *, batch_size: int = 512) -> np.ndarray:
+    def decode(self, z: np.ndarray | torch.Tensor, *, batch_size: int = 512,
+               temperature: float | None = None, seed: int = 0) -> np.ndarray:
         """Decode raw embedding vectors into images.
 
         Parameters
         ----------
         z : array-like of shape (M, k) or (k,)
         batch_size : int, default=512
+        temperature : float or None, default=None
+            Pixelcnn decoders only: overrides ``config.temperature`` (0 = most likely level).
+        seed : int, default=0
+            Pixelcnn decoders at T > 0: seeds the draw (same z and seed, same images).
 
         Returns
         -------
@@ -223,11 +294,21 @@ class Decoder(nn.Module):
         was_training = self.training
         self.eval()
         device = self.in_mean.device
-        parts = [self.mean(zt[i : i + batch_size].to(device)).cpu()
+        t = self.config.temperature if temperature is None else float(temperature)
+        gen = torch.Generator(device=device).manual_seed(seed)
+        parts = [self._draw(zt[i : i + batch_size].to(device), t, gen).cpu()
                  for i in range(0, zt.shape[0], batch_size)]
         self.train(was_training)
         out = torch.cat(parts).numpy() if parts else np.zeros((0, *self.image_shape), "float32")
         return out[0] if single else out
+
+    def _draw(self, z: torch.Tensor, temperature: float, generator: torch.Generator
+              ) -> torch.Tensor:
+        """Images (B, C, H, W) of raw vectors: the expected image, or a raster-order draw."""
+        if self.config.architecture == "direct":
+            return self.mean(z)
+        return self.cpixelcnn.sample(self._standardize(z), temperature=temperature,
+                                     generator=generator)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -241,7 +322,9 @@ class Decoder(nn.Module):
         """One Adam step on the mean loss of a (z, x) batch."""
         (opt,) = optimizers.values()
         opt.zero_grad(set_to_none=True)
-        loss = self.loss(*batch).mean()
+        z, x = batch
+        loss = (self.loss(z, x) if self.config.architecture == "direct"
+                else self.cpixelcnn.objective(self._standardize(z), x)).mean()
         if torch.isfinite(loss):
             loss.backward()
             opt.step()
@@ -303,6 +386,10 @@ def train_decoder(
     val_fraction: float = 0.1,
     hidden: int = 256,
     base_channels: int = 64,
+    architecture: str = "direct",
+    pixel_channels: int = 16,
+    pixel_blocks: int = 3,
+    temperature: float = 0.0,
     early_stopping_patience: int | None = 5,
     max_seconds: float | str | None = 60.0,
     callback: Callable[[ProgressEvent], None] | None = None,
@@ -321,12 +408,18 @@ def train_decoder(
         :func:`default_likelihood` unless ``likelihood`` is given.
     likelihood : {"bernoulli", "categorical", "gaussian"} or None, default=None
         Overrides the choice from ``levels`` (``"categorical"`` uses ``levels``, default 256).
+        The pixelcnn architecture is always categorical, over ``levels`` levels (default
+        :data:`PIXELCNN_LEVELS` for continuous images).
     epochs, batch_size, lr, seed : see :func:`fisher_core.training.train`
         Defaults 40, 64, 2e-3, 0; ``seed`` also fixes the initial weights and the split.
     val_fraction : float, default=0.1
         Share of rows held out for early stopping and the reported errors.
     hidden, base_channels : int, default=256, 64
         Decoder width (see :class:`DecoderConfig`).
+    architecture : {"direct", "pixelcnn"}, default="direct"
+    pixel_channels, pixel_blocks : int, default=16, 3
+    temperature : float, default=0.0
+        The pixelcnn decoder's size and decoding temperature (see :class:`DecoderConfig`).
     early_stopping_patience : int or None, default=5
     max_seconds : float, None or "auto", default=60.0
         Training time budget (the best epoch so far is kept). ``"auto"`` scales it with the
@@ -341,13 +434,19 @@ def train_decoder(
     DecoderResult
     """
     z, x = _check_pairs(embedding_vectors, images)
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {ARCHITECTURES}; got {architecture!r}.")
+    if architecture == "pixelcnn":
+        likelihood, levels = likelihood or "categorical", levels or PIXELCNN_LEVELS
     likelihood = likelihood or default_likelihood(levels)
     if likelihood not in LIKELIHOODS:
         raise ValueError(f"likelihood must be one of {LIKELIHOODS}; got {likelihood!r}.")
     n_levels = levels if levels is not None else (256 if likelihood == "categorical" else 2)
     config = DecoderConfig(in_dim=z.shape[1], channels=x.shape[1], height=x.shape[2],
                            width=x.shape[3], likelihood=likelihood, levels=n_levels,
-                           hidden=hidden, base_channels=base_channels)
+                           hidden=hidden, base_channels=base_channels,
+                           architecture=architecture, pixel_channels=pixel_channels,
+                           pixel_blocks=pixel_blocks, temperature=temperature)
     tr, va = split_indices(z.shape[0], val_fraction, seed)
     if max_seconds == "auto":
         max_seconds = _auto_budget(config, z[tr], x[tr], batch_size, seed)
@@ -383,52 +482,6 @@ def _auto_budget(config: DecoderConfig, z: np.ndarray, x: np.ndarray, batch_size
     per_step = step_seconds(probe, (z, x), batch_size=batch_size, steps=2, seed=seed)
     steps = -(-z.shape[0] // batch_size)
     return float(np.clip(1.2 * AUTO_EPOCHS * steps * per_step, 60.0, 900.0))
-
-
-def decoder_skill(metrics: dict[str, Any]) -> float | None:
-    """1 − held-out MSE / MSE of the mean image: 0 for a decoder that ignores its input (it
-    draws the same blurred mean face for every vector), 1 for a perfect one. None when the
-    metrics lack either number (decoders saved before it was recorded)."""
-    mse, base = metrics.get("val_mse"), metrics.get("val_mse_mean_image")
-    if mse is None or not base:
-        return None
-    return 1.0 - float(mse) / float(base)
-
-
-def decoder_warning(metrics: dict[str, Any], min_skill: float = 0.2) -> str | None:
-    """Why a trained decoder is not worth decoding with, or None when it is fine.
-
-    Flags a decoder that trained for no epoch, or whose held-out error is within
-    ``1 − min_skill`` of the mean image's (every decoded image then looks alike).
-    """
-    skill = decoder_skill(metrics)
-    epochs = metrics.get("epochs")
-    capped = " It stopped at its time cap." if metrics.get("time_capped") else ""
-    if epochs is not None and epochs < 1:
-        return ("trained for no complete epoch" + (" (it hit its time cap)" if capped else "")
-                + "; its images are noise or flat grey. Retrain it with more time.")
-    if skill is not None and skill < min_skill:
-        return (f"barely learned: held-out error {metrics['val_mse']:.4f} per pixel against "
-                f"{metrics['val_mse_mean_image']:.4f} for the mean image (skill "
-                f"{100 * skill:.0f} %), so its images all look alike.{capped} Retrain it with "
-                "more time, or use another embedding.")
-    return None
-
-
-@torch.no_grad()
-def reconstruction_errors(decoder: Decoder, z: np.ndarray, images: np.ndarray) -> dict[str, float]:
-    """Per-pixel errors of ``decoder`` on (z, images): ``mse`` of the decoded mean, plus ``bce``
-    (Bernoulli) or ``ce`` (categorical, nats), keys prefixed with ``val_``."""
-    decoder.eval()
-    zt, xt = torch.as_tensor(z, dtype=torch.float32), torch.as_tensor(images, dtype=torch.float32)
-    mse = float(((torch.from_numpy(decoder.decode(z)) - xt) ** 2).double().mean())
-    out = {"val_mse": mse}
-    key = {"bernoulli": "val_bce", "categorical": "val_ce"}.get(decoder.config.likelihood)
-    if key is not None:
-        losses = [decoder.loss(zt[i : i + 512], xt[i : i + 512]).double()
-                  for i in range(0, zt.shape[0], 512)]
-        out[key] = float(torch.cat(losses).mean())
-    return out
 
 
 def save_decoder(decoder: Decoder, directory: str | Path, *,

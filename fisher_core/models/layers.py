@@ -122,15 +122,39 @@ class GatedBlock(nn.Module):
         self.v_to_h = nn.Conv2d(2 * channels, 2 * channels, 1)
         self.h_out = nn.Conv2d(channels, channels, 1)
 
-    def forward(self, v: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def vertical(
+        self, v: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The vertical stack: (next v (B, F, H, W), its link to the horizontal stack
+        (B, 2F, H, W)). The link at row r comes from rows < r only."""
         v_pre = self.v_conv(v)  # (B, 2F, H, W)
         # The vertical stack reaches row r itself, so it must be shifted down one row before
         # it may inform the horizontal stack at row r.
-        h_pre = self.h_conv(h) + self.v_to_h(shift_down(v_pre))  # (B, 2F, H, W)
+        link = self.v_to_h(shift_down(v_pre))  # (B, 2F, H, W)
+        if bias is not None:
+            v_pre = v_pre + bias
+        return _gate(v_pre), link
+
+    def horizontal(
+        self, h: torch.Tensor, link: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The horizontal stack: next h (B, F, H, W) from h and the vertical link."""
+        h_pre = self.h_conv(h) + link  # (B, 2F, H, W)
+        if bias is not None:
+            h_pre = h_pre + bias
         h_new = self.h_out(_gate(h_pre))
-        if not self.first:
-            h_new = h_new + h
-        return _gate(v_pre), h_new
+        return h_new if self.first else h_new + h
+
+    def forward(
+        self, v: torch.Tensor, h: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One layer on both stacks. ``bias`` (B, 4F, H, W), optional, is a conditioning map
+        added before the gates (first half to the vertical stack, second half to the
+        horizontal one), as in the conditional PixelCNN of van den Oord et al. (2016); it
+        must depend only on what the model is conditioned on, never on the image."""
+        v_bias, h_bias = (None, None) if bias is None else bias.chunk(2, dim=1)
+        v_new, link = self.vertical(v, v_bias)
+        return v_new, self.horizontal(h, link, h_bias)
 
 
 def _log1mexp(d: torch.Tensor) -> torch.Tensor:

@@ -82,7 +82,9 @@ def train_embedding_decoder(
     """Train a decoder from saved embedding ``embedding_name`` to the images of ``ds``.
 
     The decoder is saved as ``decoders/<embedding_name>`` with its held-out reconstruction
-    error; ``options`` go to :func:`fisher_core.explore.decode.train_decoder`.
+    error and its architecture; ``options`` go to
+    :func:`fisher_core.explore.decode.train_decoder` (e.g. ``architecture="pixelcnn"`` for a
+    generative decoder).
 
     Returns
     -------
@@ -98,7 +100,8 @@ def train_embedding_decoder(
                            cancel=cancel, **options)
     metrics = {k: float(v) for k, v in result.metrics.items()}
     metrics["epochs"] = result.train_result.epochs_completed
-    meta = {"embedding": embedding_name, "dataset": emb.dataset, "metrics": metrics}
+    meta = {"embedding": embedding_name, "dataset": emb.dataset, "metrics": metrics,
+            "architecture": result.decoder.config.architecture}
     with workspace.writer("decoders", embedding_name, meta) as folder:
         save_decoder(result.decoder, folder, metrics=metrics)
     return result.decoder, metrics
@@ -113,11 +116,16 @@ def load_embedding_decoder(workspace: Workspace, embedding_name: str) -> Decoder
 
 
 def decoded_embeddings(workspace: Workspace, dataset_key: str) -> dict[str, dict[str, Any]]:
-    """{embedding name: decoder metrics} for the embeddings of ``dataset_key`` with a decoder."""
+    """{embedding name: decoder metrics} for the embeddings of ``dataset_key`` with a decoder.
+
+    Each dict also holds ``"architecture"`` (``"direct"`` for decoders saved before there was a
+    choice).
+    """
     out = {}
     for e in workspace.list("decoders"):
         if e.meta.get("dataset") == dataset_key and workspace.exists("embeddings", e.name):
-            out[e.name] = e.meta.get("metrics", {})
+            out[e.name] = {**e.meta.get("metrics", {}),
+                           "architecture": e.meta.get("architecture", "direct")}
     return out
 
 

@@ -97,3 +97,36 @@ def test_metrics_page_extractor_fid_edits_and_heatmap(decoded):
     assert not at.exception
     ratios = next(d.value for d in at.dataframe if "ratio" in d.value.columns)
     assert len(ratios) >= 1 and (ratios["ratio"] >= 1).all()  # peak ≥ mean of the ends
+
+
+def test_decoder_architecture_choice_trains_a_conditional_pixelcnn(tmp_path, monkeypatch):
+    """Issue 17: the spaces panel offers direct / conditional PixelCNN decoders, passes the
+    choice to the library and lists the architecture of every decoder."""
+    import app.spaces_ui as ui
+
+    seen = []
+    real = ui.train_embedding_decoder
+
+    def quick(ws, name, ds, **kw):  # the app's job, at test size
+        seen.append(kw["architecture"])
+        kw |= {"max_seconds": 20, "epochs": 1}
+        return real(ws, name, ds, hidden=16, pixel_channels=4, pixel_blocks=1, **kw)
+
+    monkeypatch.setattr(ui, "train_embedding_decoder", quick)
+    ws = Workspace(tmp_path / "ws")
+    ds = load_builtin("digits")
+    ws.save_embedding(pixel_embedding(ds, dataset_key="builtin:digits"), "digits-pixels")
+    at = _on("interpolate.py")
+    radio = at.radio(key="dec_arch")
+    assert radio.value == "direct" and radio.options == ["direct", "conditional PixelCNN"]
+    assert "commits to one sharp image" in radio.help
+    radio.set_value("pixelcnn").run()
+    at.button(key="dec_train").click().run()
+    from .test_pages import _rerun_until
+
+    _rerun_until(at, lambda a: len(a.dataframe) > 0, timeout=120)
+    assert seen == ["pixelcnn"]
+    table = at.dataframe[0].value
+    assert list(table["embedding"]) == ["digits-pixels"]
+    assert list(table["decoder"]) == ["conditional PixelCNN"]
+    assert ws.entry("decoders", "digits-pixels").meta["architecture"] == "pixelcnn"

@@ -95,6 +95,8 @@ def test_edits(ws):
      "Error: --method cubic: choose linear or slerp."),
     (["interpolation", "-d", "small", "--spaces", "scores", "--decoder-seconds", "soon"],
      "Error: --decoder-seconds soon: give a number of seconds or 'auto'."),
+    (["edits", "-d", "faces", "--spaces", "faces-pixels", "--decoder-architecture", "gan"],
+     "Error: --decoder-architecture gan: choose direct or pixelcnn."),
 ])
 def test_errors(ws, args, line):
     assert ws.error("eval", *args) == line.format(root=ws.root)

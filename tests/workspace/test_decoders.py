@@ -84,3 +84,25 @@ def test_edit_scores_rows_per_strength_and_direction(setup):
         ("smiling", 2.0), ("hat", 5.0)}
     with pytest.raises(ValueError, match="attribute must be one of"):
         edit_scores(ws, ds, "k", ["px"], attribute="beard")
+
+
+def test_decoders_record_their_architecture(tmp_path):
+    """Issue 17: a pixelcnn decoder is saved, listed with its architecture and loaded back;
+    decoders saved before there was a choice are listed as direct."""
+    ws = Workspace(tmp_path / "ws")
+    ds = load_builtin("faces", n=40, size=16, seed=0)
+    ws.save_embedding(pixel_embedding(ds, dataset_key="k"), "px")
+    dec, metrics = train_embedding_decoder(ws, "px", ds, epochs=1, max_seconds=10, hidden=8,
+                                           architecture="pixelcnn", pixel_channels=4,
+                                           pixel_blocks=1)
+    assert decoded_embeddings(ws, "k")["px"]["architecture"] == "pixelcnn"
+    back = load_embedding_decoder(ws, "px")
+    assert back.config.architecture == "pixelcnn" and back.config.levels == 16
+    z = ws.load_embedding("px").vectors[:3]
+    assert np.array_equal(back.decode(z), dec.decode(z))
+    entry = ws.entry("decoders", "px")
+    meta = {k: v for k, v in entry.meta.items() if k != "architecture"}
+    with ws.writer("decoders", "px", meta) as folder:  # as an older FisherLab saved it
+        for f in entry.path.iterdir():
+            (folder / f.name).write_bytes(f.read_bytes())
+    assert decoded_embeddings(ws, "k")["px"]["architecture"] == "direct"
