@@ -11,11 +11,10 @@ from .decode import (
     decoder_skill,
     decoder_warning,
     default_likelihood,
-    load_decoder,
     reconstruction_errors,
-    save_decoder,
     train_decoder,
 )
+from .decoder_io import load_decoder, save_decoder
 from .edit import apply_direction, attribute_direction, interpolate
 from .reduce import (
     DegenerateEmbeddingError,

@@ -39,7 +39,6 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,7 +47,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.base import ConfigError, quantize
-from ..models.netio import load_net, save_net
 from ..training import ProgressEvent, TrainResult, step_seconds, train
 from ..training.batches import split_indices
 from .cpixelcnn import ConditionalPixelCNN
@@ -61,9 +59,7 @@ __all__ = [
     "decoder_skill",
     "decoder_warning",
     "default_likelihood",
-    "load_decoder",
     "reconstruction_errors",
-    "save_decoder",
     "train_decoder",
 ]
 
@@ -483,28 +479,3 @@ def _auto_budget(config: DecoderConfig, z: np.ndarray, x: np.ndarray, batch_size
     steps = -(-z.shape[0] // batch_size)
     return float(np.clip(1.2 * AUTO_EPOCHS * steps * per_step, 60.0, 900.0))
 
-
-def save_decoder(decoder: Decoder, directory: str | Path, *,
-                 metrics: dict[str, Any] | None = None) -> Path:
-    """Save a decoder (weights + standardisation buffers) as safetensors + JSON.
-
-    Parameters
-    ----------
-    decoder : Decoder
-    directory : path-like
-        Destination folder (created if missing).
-    metrics : dict or None, default=None
-        JSON-serialisable numbers to keep with it (e.g. ``DecoderResult.metrics``).
-
-    Returns
-    -------
-    Path
-    """
-    if not isinstance(decoder, Decoder):
-        raise TypeError(f"decoder must be a Decoder; got {type(decoder).__name__}.")
-    return save_net(decoder, directory, kind="decoder", metrics=metrics)
-
-
-def load_decoder(directory: str | Path) -> Decoder:
-    """Load a decoder saved by :func:`save_decoder` (no pickle); returned in eval mode."""
-    return load_net(directory, kind="decoder", build=lambda c: Decoder(DecoderConfig(**c)))

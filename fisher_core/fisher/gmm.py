@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 import time
 import warnings
 
@@ -367,8 +368,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _say(self, level: int, message: str, detail: str = "") -> None:
         """scikit-learn's verbose lines: ``message`` from level 1, ``detail`` added at 2."""
-        if self.verbose >= level:
-            print(message + (detail if self.verbose >= 2 else ""))
+        if self.verbose >= level:  # scikit-learn's verbose output goes to stdout, on request
+            sys.stdout.write(message + (detail if self.verbose >= 2 else "") + "\n")
 
     def _store(self, params, lower_bound, n_iter, converged, n_empty, bounds, *, shift,
                out_dtype) -> None:

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..data.dataset import ImageDataset
-from ..explore.decode import Decoder, load_decoder, save_decoder, train_decoder
+from ..explore.decode import Decoder, train_decoder
+from ..explore.decoder_io import load_decoder, save_decoder
 from ..metrics.features import (
     DomainFeatureExtractor,
     load_feature_extractor,

@@ -10,7 +10,8 @@ import torch
 
 from fisher_core.data import load_builtin
 from fisher_core.embeddings import pixel_embedding
-from fisher_core.explore.decode import Decoder, DecoderConfig, save_decoder
+from fisher_core.explore.decode import Decoder, DecoderConfig
+from fisher_core.explore.decoder_io import save_decoder
 from fisher_core.metrics.features import (
     DomainFeatureExtractor,
     FeatureExtractorConfig,
