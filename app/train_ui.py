@@ -156,8 +156,11 @@ def _train_job(job: Job, ds: ImageDataset, family: str, config: dict, opts: dict
     """Worker: train, publish the run log after every event, save to the workspace."""
     log = RunLog()
 
+    em = fitted_by_em(family)
+
     def callback(event) -> None:
-        msg = f"epoch {event.epoch} · step {event.step:,}/{event.total_steps:,}"
+        msg = (f"EM iteration {event.step:,} of at most {event.total_steps:,}" if em else
+               f"epoch {event.epoch} · step {event.step:,}/{event.total_steps:,}")
         if event.loss == event.loss:  # not NaN
             msg += f" · loss {event.loss:.4g}"
         job.report(event.step, max(event.total_steps, 1), msg)

@@ -75,7 +75,7 @@ def gmm_selection_figure(rows: Sequence[Mapping[str, float]], title: str = "") -
     """
     ks = [r["n_components"] for r in rows]
     fig = make_subplots(rows=1, cols=2, subplot_titles=(
-        "log-likelihood per descriptor (higher is better)", "BIC (lower is better)"))
+        "log-likelihood per descriptor (↑ better)", "BIC (↓ better)"))
     fig.add_scatter(x=ks, y=[r["train_ll"] for r in rows], name="training", mode="lines+markers",
                     row=1, col=1)
     fig.add_scatter(x=ks, y=[r["val_ll"] for r in rows], name="held out", mode="lines+markers",
@@ -90,7 +90,8 @@ def gmm_selection_figure(rows: Sequence[Mapping[str, float]], title: str = "") -
     fig.add_scatter(x=[best_bic["n_components"]], y=[best_bic["bic"]], mode="markers",
                     marker={"symbol": "star", "size": 16}, name=f"best BIC: K = "
                     f"{best_bic['n_components']}", row=1, col=2)
-    for col in (1, 2):
-        fig.update_xaxes(title_text="components K", type="log", row=1, col=col)
+    for col in (1, 2):  # log axis, ticks at the K values tried only
+        fig.update_xaxes(title_text="components K", type="log", tickvals=ks,
+                         ticktext=[str(k) for k in ks], row=1, col=col)
     fig.update_layout(title=title or None, margin=MARGIN, height=360)
     return fig

@@ -59,9 +59,10 @@ def test_app_in_browser(tmp_path):
         _slider_flow(page, url, tmp_path, "interpolate", "α (0 = A")
         _slider_flow(page, url, tmp_path, "manipulate", "Strength of")
         _train_flow(page, url, tmp_path)
+        _gmm_flow(page, tmp_path)
         if shots:
             for name in ("home", "data", "embeddings-umap", "embeddings-selection",
-                         "interpolate", "manipulate", "train"):
+                         "interpolate", "manipulate", "train", "train-gmm"):
                 shutil.copy(tmp_path / f"{name}.png", os.path.join(shots, f"{name}.png"))
 
 
@@ -112,6 +113,24 @@ def _train_flow(page, url, tmp_path) -> None:
     assert_no_exception(page, "train")
     assert page.get_by_text("samples at its last epoch").count() == 1
     page.screenshot(path=str(tmp_path / "train.png"), full_page=True)
+
+
+def _gmm_flow(page, tmp_path) -> None:
+    """Digits (still current after the train flow): fit a patch GMM by EM, then choose K."""
+    page.get_by_label("Model family").click()
+    page.get_by_role("option", name="gmm", exact=True).click()
+    wait_idle(page)
+    assert page.get_by_text("fitted by EM, not by gradient steps").count() == 1
+    _set_number(page, "GMM components K", 8)
+    page.get_by_role("button", name="Fit", exact=True).click()
+    page.get_by_text("Saved model digits-gmm").first.wait_for(timeout=180_000)
+    wait_idle(page)
+    page.get_by_text("Choose K: held-out log-likelihood and BIC").click()
+    page.get_by_role("button", name="Run the sweep").click()
+    page.get_by_text("Best K:").first.wait_for(timeout=180_000)
+    wait_idle(page)
+    assert_no_exception(page, "gmm")
+    page.screenshot(path=str(tmp_path / "train-gmm.png"), full_page=True)
 
 
 def _decoded_space(home) -> None:

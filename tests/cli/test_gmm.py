@@ -33,7 +33,7 @@ def test_gmm_sweep_table_and_figure(ws, tmp_path):
                   "--out", tmp_path / "k.html")
     assert [r["n_components"] for r in out["rows"]] == [2, 4]
     html = (tmp_path / "k.html").read_text()
-    assert html.startswith("<!doctype html>") and "BIC (lower is better)" in html
+    assert html.startswith("<!doctype html>") and "log-likelihood per descriptor" in html
     assert out["best_bic"] in (2, 4)
 
 

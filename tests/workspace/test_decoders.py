@@ -53,8 +53,10 @@ def test_saved_decoder_and_extractor_are_found_by_name(setup):
 
 def test_fid_curve_endpoints_equal_a_direct_computation(setup):
     ws, ds = setup
-    rows = fid_curves(ws, ds, "k", ["px"], n_pairs=20, alphas=[0.0, 0.5, 1.0], seed=3)
+    rows = fid_curves(ws, ds, "k", ["px"], n_pairs=20, alphas=[0.0, 0.5, 1.0], seed=3,
+                      repeats=1)  # one draw: the pairs below
     assert [r["alpha"] for r in rows] == [0.0, 0.5, 1.0]
+    assert [r["fid_std"] for r in rows] == [0.0, 0.0, 0.0]
     dec, ext = load_embedding_decoder(ws, "px"), load_extractor(ws, "k")
     z = ws.load_embedding("px").vectors
     rng = np.random.default_rng(3)  # the protocol's pairs: first ends i, second ends j ≠ i
