@@ -93,6 +93,9 @@ def gmm_fv_form(ds: ImageDataset, ds_key: str) -> None:
         power = c[1].toggle("Power normalisation (√)", True, key="fv_power")
         l2 = c[2].toggle("L2 normalisation", True, key="fv_l2")
         go = st.form_submit_button("Compute Fisher vectors", type="primary")
+    st.caption("This fits a new GMM each time. To fit one once, choose its K from held-out "
+               "likelihood and reuse it across embeddings, train a patch GMM on the Train "
+               "page and pick it under “Deep model”.")
     if not go:
         return
     bar = st.progress(0.0, text="starting")
