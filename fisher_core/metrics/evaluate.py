@@ -185,6 +185,7 @@ def attribute_edit_scores(
     threshold: float = 0.5,
     attribute_names: Sequence[str] | None = None,
     seed: int = 0,
+    direction: str = "mean",
     progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
     """Success and preservation of attribute-vector edits, judged by a classifier.
@@ -229,6 +230,8 @@ def attribute_edit_scores(
     attribute_names : sequence of str or None, default=None
         Names for the rows' ``attribute`` field (default ``"attr<j>"``).
     seed : int, default=0
+    direction : {"mean", "whitened"}, default="mean"
+        How δ is estimated (:func:`fisher_core.attribute_direction`'s ``method``).
     progress : callable(fraction, message) or None, default=None
 
     Returns
@@ -250,7 +253,7 @@ def attribute_edit_scores(
     if isinstance(n_sources, bool) or not isinstance(n_sources, int) or n_sources < 1:
         raise ValueError(f"n_sources must be a positive integer; got {n_sources!r}.")
     has = attrs[:, attribute].astype(bool)
-    delta = attribute_direction(z, has)
+    delta = attribute_direction(z, has, method=direction)
     names = list(attribute_names) if attribute_names is not None else [
         f"attr{j}" for j in range(n_attr)]
     rng = np.random.default_rng(seed)

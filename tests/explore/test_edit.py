@@ -59,3 +59,20 @@ def test_errors():
         interpolate(np.zeros(2), np.ones(2), [0.5], method="cubic")
     with pytest.raises(ValueError, match="delta must be \\(k,\\) with k = 2"):
         apply_direction(np.zeros((3, 2)), np.zeros(3), 1.0)
+
+
+def test_whitened_direction_against_a_naive_loop():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(50, 4)) * np.array([1.0, 5.0, 0.2, 1.0])
+    pos = rng.random(50) < 0.4
+    got = attribute_direction(z, pos, method="whitened")
+    mean_diff = z[pos].mean(0) - z[~pos].mean(0)
+    within = np.array([(((z[pos, d] - z[pos, d].mean()) ** 2).sum()
+                        + ((z[~pos, d] - z[~pos, d].mean()) ** 2).sum()) / 50
+                       for d in range(4)])
+    white = mean_diff / (within + 1e-6 * within.mean())  # the documented tiny ridge
+    expected = white * (mean_diff @ mean_diff) / (white @ mean_diff)
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+    assert float(got @ mean_diff) == pytest.approx(float(mean_diff @ mean_diff), rel=1e-5)
+    with pytest.raises(ValueError, match="method must be 'mean' or 'whitened'"):
+        attribute_direction(z, pos, method="lda")
