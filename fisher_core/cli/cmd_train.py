@@ -123,6 +123,14 @@ def train(
     fam = family.value
     check_device(device, cpu_only="train_and_save trains on the CPU only")
     config = parse_config(fam, settings or [])
+    if getattr(MODEL_FAMILIES[fam][0], "fitted_by_em", False):
+        given = [f"--{o}" for o, v in (("epochs", epochs), ("batch-size", batch_size),
+                                       ("lr", lr)) if v is not None] + (
+            ["--resume"] if resume else [])
+        if given:
+            raise CliError(f"{', '.join(given)}: a {fam} model is fitted by EM in one go, "
+                           "without epochs, batches or a learning rate; set its iterations "
+                           "with --set max_iter=N.")
     ds, key = sess.dataset(dataset)
     build_model(fam, **{**data_config(fam, ds), **config})  # bad values: before any work
     name = name or slug(f"{dataset}-{fam}")

@@ -47,6 +47,8 @@ def test_gmm_sweep_matches_the_library(ws):
 
 
 def test_gmm_errors(ws):
+    assert "--epochs, --lr: a gmm model is fitted by EM in one go" in ws.error(
+        "train", "gmm", "-d", "small", "--epochs", "3", "--lr", "0.1")
     assert "with --model the trained GMM's own settings" in ws.error(
         "embed", "fisher-vector", "-d", "small", "--model", "g-none", "--patch", "3")
     assert "--k 2,x: write comma-separated integers" in ws.error(
