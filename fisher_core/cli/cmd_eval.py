@@ -82,10 +82,11 @@ def probe(
     sess.ui.result(
         {"saved": [{"kind": "results", "name": result}], "dataset": key, "target": target,
          "folds": folds, "seed": seed, "probes": rows},
-        f"Linear probes on {key}, predicting {target} ({folds}-fold, seed {seed}); saved as "
-        f"results/{result}.",
-        table(None, ["space", "accuracy", "std", "n", "dims"],
-              [[r["embedding"], r["accuracy"], r["std"], r["n"], r["dim"]] for r in rows]))
+        f"Linear and cosine 10-NN probes on {key}, predicting {target} ({folds}-fold, seed "
+        f"{seed}); saved as results/{result}.",
+        table(None, ["space", "accuracy", "std", "10-NN", "10-NN std", "n", "dims"],
+              [[r["embedding"], r["accuracy"], r["std"], r.get("knn_accuracy"),
+                r.get("knn_std"), r["n"], r["dim"]] for r in rows]))
 
 
 def _budget(text: str) -> float | str:

@@ -31,6 +31,7 @@ from .monitor import FisherMonitor
 from .probe import (
     ProbeResult,
     fisher_vector_ablation,
+    knn_probe,
     linear_probe,
     normalization_ablation,
     probe_embeddings,
@@ -54,6 +55,7 @@ __all__ = [
     "fisher_similarity",
     "fisher_vector_ablation",
     "frechet_distance",
+    "knn_probe",
     "linear_probe",
     "load_feature_extractor",
     "normalization_ablation",

@@ -10,6 +10,7 @@ import numpy as np
 __all__ = [
     "ProbeResult",
     "fisher_vector_ablation",
+    "knn_probe",
     "linear_probe",
     "normalization_ablation",
     "probe_embeddings",
@@ -107,6 +108,48 @@ def linear_probe(
                        [float(s) for s in scores], int(X.shape[0]), int(X.shape[1]))
 
 
+def knn_probe(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    k: int = 10,
+    name: str = "embedding",
+    cv: int = 5,
+    seed: int = 0,
+) -> ProbeResult:
+    """Stratified k-fold accuracy of a k-nearest-neighbour probe under cosine similarity.
+
+    Each held-out vector takes the majority class of its ``k`` most cosine-similar training
+    vectors (rows L2-normalised first; Zhai et al. 2019's nearest-neighbour evaluation). Same
+    folds as :func:`linear_probe` with the same ``cv`` and ``seed``, so the two compare
+    fold by fold: the linear probe asks whether classes are separable, this one whether
+    neighbours in the space share a class.
+
+    Parameters
+    ----------
+    X : ndarray of shape (N, d)
+    y : ndarray of shape (N,)
+    k : int, default=10
+        Neighbours voting (uniform weights; ties go to the smallest class label).
+    name : str, default="embedding"
+    cv : int, default=5
+    seed : int, default=0
+
+    Returns
+    -------
+    ProbeResult
+    """
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import Normalizer
+
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer; got {k!r}.")
+    # Euclidean order on unit vectors is cosine order: ‖a − b‖² = 2 − 2 cos(a, b)
+    est = make_pipeline(Normalizer(), KNeighborsClassifier(n_neighbors=k, algorithm="brute"))
+    return linear_probe(X, y, name=name, cv=cv, seed=seed, estimator=est)
+
+
 def normalization_ablation(
     raw: np.ndarray,
     analytic: np.ndarray,
@@ -179,19 +222,22 @@ def probe_embeddings(
     seed: int = 0,
     progress: Callable[[float, str], None] | None = None,
 ) -> list[dict[str, object]]:
-    """Linear probes on raw pixels (baseline) and on each named embedding.
+    """Linear and cosine k-NN probes on raw pixels (baseline) and on each named embedding.
 
     Returns
     -------
     list of dict
-        One :meth:`ProbeResult.row` per space, pixels first.
+        One :meth:`ProbeResult.row` per space, pixels first, with ``knn_accuracy`` and
+        ``knn_std`` (:func:`knn_probe`, k = 10, the same folds) added.
     """
     spaces = {"raw pixels": pixels, **embeddings}
     rows = []
     for k, (name, X) in enumerate(spaces.items()):
         if progress:
             progress(k / len(spaces), f"probing {name}")
-        rows.append(linear_probe(X, y, name=name, cv=cv, seed=seed).row())
+        knn = knn_probe(X, y, name=name, cv=cv, seed=seed)
+        rows.append(linear_probe(X, y, name=name, cv=cv, seed=seed).row()
+                    | {"knn_accuracy": knn.accuracy, "knn_std": knn.std})
     if progress:
         progress(1.0, "done")
     return rows

@@ -10,7 +10,13 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 
 from fisher_core.data import load_builtin
-from fisher_core.metrics import fisher_vector_ablation, linear_probe, normalization_ablation
+from fisher_core.metrics import (
+    fisher_vector_ablation,
+    knn_probe,
+    linear_probe,
+    normalization_ablation,
+    probe_embeddings,
+)
 
 
 def _data(n=120, k=6, seed=0):
@@ -41,6 +47,25 @@ def test_linear_probe_is_the_stratified_cv_loop():
     assert (r.n, r.dim) == (120, 6)
     with pytest.raises(ValueError, match="single class"):
         linear_probe(X, np.zeros(120))
+
+
+def test_knn_probe_is_a_cosine_vote_on_the_same_folds():
+    X, y = _data(n=90, k=5, seed=1)
+    r = knn_probe(X, y, k=5, cv=3, seed=2)
+    accs = []
+    for tr, te in StratifiedKFold(3, shuffle=True, random_state=2).split(X, y):
+        unit = X / np.linalg.norm(X, axis=1, keepdims=True)
+        correct = 0
+        for i in te:  # the naive vote: the 5 most cosine-similar training rows
+            sims = unit[tr] @ unit[i]
+            top = tr[np.argsort(-sims, kind="stable")[:5]]
+            correct += np.bincount(y[top], minlength=3).argmax() == y[i]
+        accs.append(correct / len(te))
+    np.testing.assert_allclose(r.folds, accs)
+    rows = probe_embeddings(X, {"e": X * 3.0}, y, cv=3, seed=2)  # cosine: scale-free
+    assert rows[0]["knn_accuracy"] == pytest.approx(rows[1]["knn_accuracy"])
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        knn_probe(X, y, k=0)
 
 
 def test_ablation_empirical_uses_training_fold_statistics_and_reports_honest_progress():
