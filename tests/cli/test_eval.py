@@ -33,7 +33,9 @@ def test_probe_accuracy_equals_linear_probe(ws):
 
 def test_probe_human_and_errors(ws):
     text = ws("eval", "probe", "scores", "--folds", "2", json_mode=False).stdout
-    assert text.startswith("Linear probes on workspace:small, predicting label (2-fold, seed 0)")
+    assert text.startswith("Linear and cosine 10-NN probes on workspace:small, predicting label "
+                           "(2-fold, seed 0)")
+    assert "10-NN" in text
     assert "raw pixels" in text and "scores" in text
     assert ws.error("eval", "probe", "scores", "faces-pixels") == (
         "Error: the embeddings belong to different datasets (workspace:faces, workspace:small); "
