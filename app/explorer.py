@@ -20,11 +20,12 @@ from fisher_core.explore import (
 from fisher_core.plots import embedding_scatter
 
 
-def _umap_job(job, vectors: np.ndarray, n_components: int, key: str, cache) -> np.ndarray:
+def _umap_job(job, vectors: np.ndarray, n_components: int, key: str, cache,
+              settings: dict) -> np.ndarray:
     # no fraction to report (UMAP says nothing while it runs): no bar, no made-up ETA
     job.report(0, 0, "compiling UMAP (first use in this server)" if not umap_is_warm()
                else "running UMAP")
-    out = umap_embed(vectors, n_components=n_components)
+    out = umap_embed(vectors, n_components=n_components, **settings)
     cache.put(key, out)
     return out
 
@@ -47,7 +48,8 @@ def explore(emb: Embedding, ds: ImageDataset, key: str) -> None:
                              key=f"colour_{key}")
     three_d = c2.toggle("3-D", key=f"three_d_{key}")
     dims = 3 if three_d else 2
-    ukey = f"umap:{key}:{dims}"
+    settings = _umap_settings(key)
+    ukey = f"umap:{key}:{dims}:{sorted(settings.items())}"
     xy = results_cache().get(ukey)
     job = jobs().get(ukey)
     if xy is None and job is not None and job.snapshot().status in ("failed", "cancelled"):
@@ -62,10 +64,28 @@ def explore(emb: Embedding, ds: ImageDataset, key: str) -> None:
         except DegenerateEmbeddingError as exc:
             st.error(f"No map of this embedding: {md(exc)}")
             return
-        jobs().submit(ukey, _umap_job, emb.vectors, dims, ukey, results_cache())
+        jobs().submit(ukey, _umap_job, emb.vectors, dims, ukey, results_cache(), settings)
         _waiting(emb, ds, colour_by, ukey, dims)
         return
     _plot_and_select(xy, emb, ds, colour_by, key)
+
+
+def _umap_settings(key: str) -> dict:
+    """UMAP's parameters (umap-learn's defaults but fewer epochs; see ``umap_embed``)."""
+    with st.expander("UMAP settings"):
+        c = st.columns(4)
+        n_neighbors = c[0].slider("Neighbours", 2, 100, 15, key=f"umap_nn_{key}",
+                                  help="Small: local detail; large: the global shape.")
+        min_dist = c[1].slider("Minimum distance", 0.0, 0.99, 0.1, 0.01,
+                               key=f"umap_md_{key}", help="How tightly points may pack.")
+        metric = c[2].selectbox("Metric", ["euclidean", "cosine"], key=f"umap_metric_{key}",
+                                help="Cosine compares directions only, as the Fisher kernel "
+                                     "of L2-normalised vectors does.")
+        pca = c[3].number_input("PCA first (0 = none)", 0, 1024, 50, key=f"umap_pca_{key}",
+                                help="Dimensions kept by a PCA before UMAP (faster, less "
+                                     "noise).")
+    return {"n_neighbors": int(n_neighbors), "min_dist": float(min_dist), "metric": metric,
+            "pca_dims": int(pca) or None}
 
 
 @st.fragment(run_every=0.5)

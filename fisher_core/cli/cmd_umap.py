@@ -111,12 +111,18 @@ def umap(
     ] = "label",
     dims: Annotated[int, typer.Option(min=2, max=3, help="2-D or 3-D layout.")] = 2,
     neighbors: Annotated[int, typer.Option(min=2, help="UMAP n_neighbors.")] = 15,
+    min_dist: Annotated[float, typer.Option(min=0.0, max=0.99, help="UMAP min_dist.")] = 0.1,
+    metric: Annotated[str, typer.Option(help="euclidean or cosine.")] = "euclidean",
+    pca_dims: Annotated[int, typer.Option(min=0, help="PCA dimensions before UMAP (0: none).")
+                        ] = 50,
     seed: Annotated[int, typer.Option(help="UMAP seed.")] = 0,
 ) -> None:
     """Lay out a saved embedding with UMAP and write the scatter plot."""
     from ..plots import embedding_scatter
 
     sess = session(ctx)
+    if metric not in ("euclidean", "cosine"):
+        raise CliError(f"--metric {metric}: choose euclidean or cosine.")
     fmt = out.suffix.lower().lstrip(".")
     if fmt not in ("html", "png"):
         raise CliError(f"--out {out}: write an .html or a .png file.")
@@ -137,6 +143,7 @@ def umap(
                        f" (dataset {emb.dataset}).")
     with sess.ui.progress(f"UMAP of {name} ({emb.n:,} × {emb.dim:,})", indeterminate=True):
         xy = umap_embed(emb.vectors, n_components=dims, n_neighbors=neighbors,
+                        min_dist=min_dist, metric=metric, pca_dims=pca_dims or None,
                         random_state=seed)
     fig = embedding_scatter(xy, ds, colour_by=colour_by,
                             title=f"UMAP of {name} ({emb.kind}, {emb.dim} dims)")
@@ -144,7 +151,9 @@ def umap(
         write_figure(fig, out)
     sess.ui.result(
         {"saved": [], "embedding": name, "dataset": emb.dataset, "out": str(out),
-         "format": fmt, "points": emb.n, "dims": dims, "colour_by": colour_by},
+         "format": fmt, "points": emb.n, "dims": dims, "colour_by": colour_by,
+         "umap": {"n_neighbors": neighbors, "min_dist": min_dist, "metric": metric,
+                  "pca_dims": pca_dims or None}},
         f"Wrote {out} ({fmt}, {emb.n:,} points, coloured by {colour_by}).",
         table(None, ["embedding", "kind", "points", "dims", "file"],
               [[name, emb.kind, emb.n, dims, str(out)]]))

@@ -87,6 +87,7 @@ def umap_embed(
     pca_dims: int | None = 50,
     n_neighbors: int = 15,
     min_dist: float = 0.1,
+    metric: str = "euclidean",
     n_epochs: int = 200,
     random_state: int = 0,
 ) -> np.ndarray:
@@ -99,7 +100,12 @@ def umap_embed(
     pca_dims : int or None, default=50
         PCA dimension before UMAP (None: no PCA).
     n_neighbors : int, default=15
+        Size of the neighbourhood UMAP preserves (small: local detail; large: global shape).
     min_dist : float, default=0.1
+        How tightly points may pack in the layout, in [0, 1).
+    metric : {"euclidean", "cosine"}, default="euclidean"
+        Distance of the neighbour graph (cosine: angles only, as the Fisher kernel of
+        L2-normalised vectors).
     n_epochs : int, default=200
         Optimisation epochs (umap-learn's default is 500 below 10,000 points; 200 gives the
         same picture here at 40 % of the time).
@@ -119,15 +125,22 @@ def umap_embed(
     import umap
     from sklearn.neighbors import NearestNeighbors
 
+    if metric not in ("euclidean", "cosine"):
+        raise ValueError(f"metric must be 'euclidean' or 'cosine'; got {metric!r}.")
+    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, int) or n_neighbors < 2:
+        raise ValueError(f"n_neighbors must be an integer >= 2; got {n_neighbors!r}.")
+    if not 0.0 <= min_dist < 1.0:
+        raise ValueError(f"min_dist must be in [0, 1); got {min_dist!r}.")
     x = _layout_input(vectors, 4, "UMAP")
     n = x.shape[0]
     if pca_dims is not None and x.shape[1] > pca_dims and n > pca_dims:
         x = pca_embed(x, pca_dims, random_state=random_state)
     k = min(n_neighbors, n - 1)
     # Exact neighbours (scikit-learn) include each point itself first, as UMAP expects.
-    dist, idx = NearestNeighbors(n_neighbors=k).fit(x).kneighbors(x)
+    dist, idx = NearestNeighbors(n_neighbors=k, metric=metric).fit(x).kneighbors(x)
     reducer = umap.UMAP(
         n_components=n_components, n_neighbors=k, min_dist=min_dist, n_epochs=n_epochs,
+        metric=metric,
         init="pca" if n > n_components + 1 else "random", random_state=random_state,
         precomputed_knn=(idx, dist, None),
     )

@@ -83,6 +83,13 @@ def test_embeddings_page_fisher_vectors_umap_and_neighbours():
     at.switch_page("../pages/embeddings.py").run()
     assert any("UMAP of" in s for s in _chart_titles(at))
     assert time.perf_counter() - t0 < 10
+    # UMAP settings: another metric is another layout, computed in the background (the PCA
+    # preview shows meanwhile), then cached like the first
+    metric = next(w for w in at.selectbox if w.label == "Metric")
+    metric.select("cosine").run()
+    assert not at.exception
+    assert any("PCA preview" in s for s in _chart_titles(at))
+    _rerun_until(at, lambda a: any("UMAP of" in s for s in _chart_titles(a)))
 
 
 def test_classify_page_probe_on_saved_embedding_and_pixels():

@@ -14,11 +14,16 @@ def test_html_is_self_contained(ws, tmp_path):
     data = ws.json("umap", "scores", "--out", out)
     assert data == {"saved": [], "embedding": "scores", "dataset": "workspace:small",
                     "out": str(out), "format": "html", "points": 300, "dims": 2,
-                    "colour_by": "label"}
+                    "colour_by": "label", "umap": {"n_neighbors": 15, "min_dist": 0.1,
+                                                   "metric": "euclidean", "pca_dims": 50}}
     html = out.read_text()
     assert "<script src=" not in html  # plotly.js inlined: opens offline
     assert "UMAP of scores (fisher, 16 dims)" in html
     assert [p.name for p in tmp_path.iterdir()] == ["u.html"]  # no temporary file left
+    cos = ws.json("umap", "scores", "--out", tmp_path / "c.html", "--metric", "cosine",
+                  "--min-dist", "0.5", "--pca-dims", "0", "--neighbors", "5")
+    assert cos["umap"] == {"n_neighbors": 5, "min_dist": 0.5, "metric": "cosine",
+                           "pca_dims": None}
 
 
 @pytest.mark.skipif(importlib.util.find_spec("kaleido") is None
@@ -46,6 +51,8 @@ def test_png_without_kaleido_says_what_to_do(ws, tmp_path, monkeypatch):
                                              "does not exist."),
     (["scores", "--out", "{tmp}/u.html", "--colour-by", "hat"],
      "Error: --colour-by hat: choose one of label, none (dataset workspace:small)."),
+    (["scores", "--out", "{tmp}/u.html", "--metric", "l1"],
+     "Error: --metric l1: choose euclidean or cosine."),
     (["nope", "--out", "{tmp}/u.html"],
      "Error: no embedding named 'nope' in the workspace; compute it with 'fisherlab --workspace "
      "{root} embed KIND --dataset NAME' (saved: "),

@@ -36,6 +36,28 @@ def test_umap_separates_clusters_and_is_seeded():
     np.testing.assert_array_equal(xy, umap_embed(x.astype(np.float32), n_epochs=50))
 
 
+def test_umap_cosine_metric_sees_directions_not_lengths():
+    """Two clusters of directions with lengths spread over 1–50: the cosine layout
+    separates the directions whatever the lengths."""
+    rng = np.random.default_rng(0)
+    dirs = np.stack([np.r_[1.0, np.zeros(9)], np.r_[0.0, 1.0, np.zeros(8)]])
+    y = np.repeat([0, 1], 100)
+    x = (dirs[y] + 0.15 * rng.normal(size=(200, 10))) * rng.uniform(1, 50, (200, 1))
+    def agreement(metric):
+        xy = umap_embed(x.astype(np.float32), metric=metric, n_epochs=50, pca_dims=None)
+        d = ((xy[:, None] - xy[None]) ** 2).sum(-1)
+        np.fill_diagonal(d, np.inf)
+        return (y[d.argmin(1)] == y).mean()
+
+    assert agreement("cosine") > 0.95
+    with pytest.raises(ValueError, match="metric must be 'euclidean' or 'cosine'"):
+        umap_embed(x, metric="manhattan")
+    with pytest.raises(ValueError, match=r"min_dist must be in \[0, 1\)"):
+        umap_embed(x, min_dist=1.0)
+    with pytest.raises(ValueError, match="n_neighbors must be an integer >= 2"):
+        umap_embed(x, n_neighbors=1)
+
+
 def test_kernel_neighbors_against_loop():
     x = np.random.default_rng(1).normal(size=(40, 5)).astype(np.float32)
     idx, sims = kernel_neighbors(x, 7, k=5)
