@@ -119,6 +119,8 @@ def pixels_button(ds: ImageDataset, ds_key: str) -> None:
         select_embedding(name)
 
 
+EXACT = "none (exact)"
+EXACT_MAX_MIB = 2048  # exact scores larger than this are refused (use a projection)
 DEEP_KINDS = {
     "Fisher scores ∇θ log p(x)": "fisher",
     "Adversarial Fisher vectors (AFV)": "afv",
@@ -182,23 +184,50 @@ def deep_form(ds: ImageDataset, ds_key: str) -> None:
                              key="deep_kind")
         c = st.columns(4)
         dim = c[0].number_input("Projection dim", 16, 8192, 512, key="deep_dim")
-        proj = c[1].selectbox("Projection", ["sparse", "gaussian", "kron"], key="deep_proj")
+        proj = c[1].selectbox("Projection", ["sparse", "gaussian", "kron", EXACT],
+                              key="deep_proj", help="Exact: one column per parameter, no "
+                              "random projection (size below).")
         norm = c[2].selectbox("Normalisation", ["fim_diag", "none"], key="deep_norm",
-                              help="Diagonal empirical Fisher information of the scores.")
+                              help="Diagonal Fisher information of the scores.")
         center = c[3].toggle("Centre scores", True, key="deep_center")
+        c = st.columns(4)
+        fim_from = c[0].radio("FIM and centre from", ["data", "model samples"],
+                              key="deep_fim_from", help="The Fisher information is an "
+                              "expectation over the model: estimate it (and the mean score) on "
+                              "the dataset's images or on samples of the model.")
+        n_fim = c[1].number_input("Model samples", 16, 4096, 256, key="deep_fim_n")
+        power = c[2].toggle("Power normalisation (√)", False, key="deep_power")
+        l2 = c[3].toggle("L2 normalisation", False, key="deep_l2")
         pool = st.selectbox("Activation pooling", list(POOLS), key="deep_pool")
         go = st.form_submit_button("Compute embedding", type="primary")
+    n_params = next((e.meta.get("metrics", {}).get("parameters") for e in models
+                     if e.name == model_name), None)
+    mib = len(ds) * n_params * 4 / 2**20 if n_params else 0.0
+    if n_params:
+        st.caption(f"Exact Fisher scores of this model: {len(ds):,} × {n_params:,} floats "
+                   f"= {mib:,.0f} MiB" + (" — too large to keep; use a projection."
+                                          if mib > EXACT_MAX_MIB else "."))
     if not go:
+        return
+    if proj == EXACT and mib > EXACT_MAX_MIB:
+        st.error(f"Exact scores would take {mib:,.0f} MiB (more than {EXACT_MAX_MIB:,} MiB); "
+                 "choose a projection (sparse 512 keeps the kernel within a few percent).")
         return
     kind = DEEP_KINDS[label]
     options = {
-        "fisher": {"dim": int(dim), "projection": proj,
-                   "normalize": None if norm == "none" else norm, "center": center},
+        "fisher": {"dim": None if proj == EXACT else int(dim),
+                   "projection": None if proj == EXACT else proj,
+                   "normalize": None if norm == "none" else norm, "center": center,
+                   "fim_from": "samples" if fim_from == "model samples" else "data",
+                   "n_fim_samples": int(n_fim), "power": 0.5 if power else None, "l2": l2},
         "afv": {"dim": int(dim), "projection": proj},
         "activations": {"pool": pool},
         "latent": {}, "d_pool": {}, "fv_vae": {}, "gmm_fv": {},
     }[kind]
-    suffix = {"fisher": f"fisher-{proj}{dim}-{norm}{'-c' if center else ''}",
+    extra = ((f"-fims{n_fim}" if fim_from == "model samples" else "")
+             + ("-pow" if power else "") + ("-l2" if l2 else ""))
+    proj_part = "exact" if proj == EXACT else f"{proj}{dim}"
+    suffix = {"fisher": f"fisher-{proj_part}-{norm}{'-c' if center else ''}{extra}",
               "afv": f"afv-{proj}{dim}", "activations": f"act-{pool}", "latent": "latent",
               "d_pool": "d-pool", "fv_vae": "fv-vae", "gmm_fv": "fv"}[kind]
     name = slug(f"{model_name}-{suffix}")

@@ -42,6 +42,24 @@ def _model_name(model: nn.Module, model_name: str | None) -> str:
     return model_name or getattr(type(model), "family", "") or type(model).__name__
 
 
+def _model_samples(model: nn.Module, n: int, seed: int, progress: Progress | None,
+                   share: float, batch: int = 64) -> torch.Tensor:
+    """``n`` samples of ``model`` (seeded), drawn in batches with progress: (n, C, H, W)."""
+    if not callable(getattr(model, "sample", None)):
+        raise TypeError(f"fim_from='samples' needs a model with sample(n); "
+                        f"{type(model).__name__} has none.")
+    gen = torch.Generator().manual_seed(seed)
+    parts = []
+    with torch.no_grad():
+        for start in range(0, n, batch):
+            parts.append(model.sample(min(batch, n - start), generator=gen).float().cpu())
+            if progress is not None:
+                done = min(n, start + batch)
+                progress(share * done / n, f"model samples for the Fisher information: "
+                                           f"{done:,}/{n:,}")
+    return torch.cat(parts)
+
+
 def fisher_score_embedding(
     model: nn.Module,
     images: np.ndarray,
@@ -52,6 +70,8 @@ def fisher_score_embedding(
     center: bool = True,
     power: float | None = None,
     l2: bool = False,
+    fim_from: str = "data",
+    n_fim_samples: int = 256,
     batch_size: int = 64,
     seed: int = 0,
     dataset_key: str = "",
@@ -79,6 +99,13 @@ def fisher_score_embedding(
         Signed power normalisation exponent.
     l2 : bool, default=False
         Final L2 normalisation.
+    fim_from : {"data", "samples"}, default="data"
+        Where the mean score (``center``) and the diagonal Fisher information (``normalize``)
+        are estimated: on ``images``, or on ``n_fim_samples`` samples of the model — the
+        Fisher information is an expectation over the model, I = E_{x∼pθ}[U Uᵀ] (Zhai et al.
+        2019), and the expected score is zero only there.
+    n_fim_samples : int, default=256
+        Model samples drawn (seeded with ``seed``) when ``fim_from="samples"``.
     batch_size, seed
         Passed to :func:`fisher_core.fisher.fisher_scores`.
     dataset_key, model_name : str
@@ -92,14 +119,22 @@ def fisher_score_embedding(
     """
     from ..fisher import fisher_scores
 
+    if fim_from not in ("data", "samples"):
+        raise ValueError(f"fim_from must be 'data' or 'samples'; got {fim_from!r}.")
+    if isinstance(n_fim_samples, bool) or not isinstance(n_fim_samples, int) \
+            or n_fim_samples < 2:
+        raise ValueError(f"n_fim_samples must be an integer >= 2; got {n_fim_samples!r}.")
     x = _images(images)
     n = x.shape[0]
     passes = 2 if (center or normalize) else 1
+    from_samples = fim_from == "samples" and (center or normalize)
+    share = 0.3 if from_samples else 0.0  # of the bar: drawing the samples
 
     def report(done: int, total: int | None) -> None:
         if progress is not None:
             total = total or n * passes
-            progress(done / total, f"Fisher scores: {done:,}/{total:,} examples")
+            progress(share + (1 - share) * done / total,
+                     f"Fisher scores: {done:,}/{total:,} examples")
 
     was_training = model.training
     model.eval()
@@ -108,12 +143,16 @@ def fisher_score_embedding(
     try:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
+            ref = (_model_samples(model, n_fim_samples, seed, progress, share)
+                   if from_samples else None)
             vectors = fisher_scores(model, x, dim=dim, projection=projection,
                                     normalize=normalize, center=center, batch_size=batch_size,
-                                    seed=seed, power=power, l2=l2, progress=report)
+                                    seed=seed, power=power, l2=l2, fim_samples=ref,
+                                    progress=report)
     finally:
         model.train(was_training)
     norm = "+".join(s for s in ("center" if center else "", normalize or "",
+                                f"from{n_fim_samples}samples" if from_samples else "",
                                 f"power{power}" if power else "", "l2" if l2 else "") if s)
     return Embedding(vectors, dataset_key, "fisher", model=_model_name(model, model_name),
                      normalization=norm or "none",

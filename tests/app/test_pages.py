@@ -194,6 +194,24 @@ def test_embeddings_page_deep_model_fisher_scores_and_activations(tmp_path):
     at.run()
     _rerun_until(at, lambda a: a.session_state["embedding_name"] == "px-act-mean")
     assert not at.exception
+    # exact scores, FIM and centre from 16 model samples, power and L2 (issue 18)
+    at.radio(key="emb_method").set_value("Deep model").run()
+    n_params = W(tmp_path / "ws").entry("models", "px").meta["metrics"]["parameters"]
+    assert any(f"1,797 × {n_params:,} floats" in c.value for c in at.caption)
+    at.selectbox(key="deep_kind").select("Fisher scores ∇θ log p(x)")
+    at.selectbox(key="deep_proj").select("none (exact)")
+    at.radio(key="deep_fim_from").set_value("model samples")
+    at.number_input(key="deep_fim_n").set_value(16)
+    at.toggle(key="deep_power").set_value(True)
+    at.toggle(key="deep_l2").set_value(True)
+    at.button[0].click()
+    at.run()
+    name = "px-fisher-exact-fim_diag-c-fims16-pow-l2"
+    _rerun_until(at, lambda a: a.session_state["embedding_name"] == name)
+    exact = W(tmp_path / "ws").load_embedding(name)
+    assert exact.vectors.shape == (1797, n_params) and exact.projection is None
+    assert exact.normalization == "center+fim_diag+from16samples+power0.5+l2"
+    np.testing.assert_allclose(np.linalg.norm(exact.vectors, axis=1), 1.0, rtol=1e-4)
 
 
 def test_embeddings_page_gan_offers_afv_and_d_pool(tmp_path):

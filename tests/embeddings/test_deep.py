@@ -55,6 +55,28 @@ def test_exact_scores_with_centering_and_fim_diag_match_a_backward_loop():
     assert emb.normalization == "center+fim_diag"
 
 
+def test_fim_and_centring_from_model_samples_match_a_backward_loop():
+    """I = E_{x∼pθ}[U Uᵀ]: mean and diagonal FIM from the model's own samples."""
+    model, x = _pixelcnn(), _images()
+    samples = model.sample(30, generator=torch.Generator().manual_seed(4)).numpy()
+    ref = _loop_scores(model, samples).astype(np.float64)
+    g = _loop_scores(model, x).astype(np.float64)
+    seen = []
+    emb = fisher_score_embedding(model, x, dim=None, projection=None, normalize="fim_diag",
+                                 center=True, fim_from="samples", n_fim_samples=30, seed=4,
+                                 progress=lambda f, m: seen.append((f, m)))
+    mean, var = ref.mean(0), ref.var(0)
+    np.testing.assert_allclose(emb.vectors, (g - mean) / (np.sqrt(var) + 1e-6), rtol=2e-3,
+                               atol=2e-3)
+    assert emb.normalization == "center+fim_diag+from30samples"
+    assert any("model samples" in m for _, m in seen)
+    assert [f for f, _ in seen] == sorted(f for f, _ in seen) and seen[-1][0] == 1.0
+    with pytest.raises(ValueError, match="fim_from must be 'data' or 'samples'"):
+        fisher_score_embedding(model, x, fim_from="prior")
+    with pytest.raises(ValueError, match="n_fim_samples must be an integer >= 2"):
+        fisher_score_embedding(model, x, fim_from="samples", n_fim_samples=1)
+
+
 def test_projected_scores_are_seeded_and_preserve_distances():
     model, x = _pixelcnn(), _images(12)
     g = _loop_scores(model, x)
