@@ -153,6 +153,7 @@ def _summarise(units: dict, bpd: dict, draws: int) -> pd.DataFrame:
                     "ratio ÷ pixels": "—" if space == "pixels" or vs_px.isna().any()
                     else _pm(vs_px.astype(float), "{:.2f}"),
                     "end FID": _pm(draw_df["endpoint_fid"], "{:.0f}"),
+                    "peak FID": _pm(draw_df["peak_fid"], "{:.0f}"),
                     "val_mse": "—" if unit["val_mse"] is None else f"{unit['val_mse']:.4f}",
                     "s@95%": "never" if edit["strength"] is None else f"{edit['strength']:g}",
                     "pres@95%": "—" if edit["preservation"] is None
