@@ -47,8 +47,9 @@ APPLIES = {"model": (*FAMILIES, *OPTIONAL_MODEL), "dim": ("fisher-scores", "afv"
            "center": ("fisher-scores",), "pool": ("activations",),
            "components": ("fisher-vector",), "patch": ("fisher-vector",),
            "stride": ("fisher-vector",), "pca": ("fisher-vector",),
-           "normalization": ("fisher-vector",), "power": ("fisher-vector",),
-           "l2": ("fisher-vector",)}
+           "normalization": ("fisher-vector",), "power": ("fisher-vector", "fisher-scores"),
+           "l2": ("fisher-vector", "fisher-scores"), "fim_from": ("fisher-scores",),
+           "fim_samples": ("fisher-scores",)}
 GPU_KINDS = ("fisher-scores", "afv")  # the model is moved; the library follows its device
 
 
@@ -104,9 +105,13 @@ def _compute(kind: str, ds, key: str, o: dict[str, Any], model, model_name: str 
             dataset_key=key, progress=bar)[0]
     common = {"dataset_key": key, "model_name": model_name, "progress": bar}
     if kind == "fisher-scores":
-        return fisher_score_embedding(model, ds.images, dim=o["dim"], projection=o["projection"],
+        exact = o["projection"] == "none"
+        return fisher_score_embedding(model, ds.images, dim=None if exact else o["dim"],
+                                      projection=None if exact else o["projection"],
                                       normalize=None if o["normalize"] == "none" else
                                       o["normalize"], center=o["center"], seed=o["seed"],
+                                      power=0.5 if o["power"] else None, l2=o["l2"],
+                                      fim_from=o["fim_from"], n_fim_samples=o["fim_samples"],
                                       **common)
     if kind == "afv":
         return afv_embedding(model, ds.images, dim=o["dim"], projection=o["projection"],
@@ -123,8 +128,12 @@ def _default_name(kind: str, dataset: str, model: str | None, o: dict[str, Any])
                           f"{dataset}-fv-k{o['components']}-p{o['patch']}")
                          + f"-{o['normalization']}{'-pow' if o['power'] else ''}"
                          f"{'-l2' if o['l2'] else ''}",
-        "fisher-scores": f"{model}-fisher-{o['projection']}{o['dim']}-{o['normalize']}"
-                         f"{'-c' if o['center'] else ''}",
+        "fisher-scores": f"{model}-fisher-"
+                         + ("exact" if o["projection"] == "none" else
+                            f"{o['projection']}{o['dim']}") + f"-{o['normalize']}"
+                         f"{'-c' if o['center'] else ''}"
+                         f"{'-fims' + str(o['fim_samples']) if o['fim_from'] == 'samples' else ''}"
+                         f"{'-pow' if o['power'] else ''}{'-l2' if o['l2'] else ''}",
         "afv": f"{model}-afv-{o['projection']}{o['dim']}",
         "activations": f"{model}-act-{o['pool']}",
         "latent": f"{model}-latent",
@@ -142,7 +151,14 @@ def embed(
     dim: Annotated[int | None, typer.Option(min=1, help="Projection dimension [512].",
                                             show_default=False)] = None,
     projection: Annotated[str | None, typer.Option(
-        help="sparse, gaussian or kron [sparse].", show_default=False)] = None,
+        help="sparse, gaussian, kron, or none for exact Fisher scores (one column per "
+        "parameter) [sparse].", show_default=False)] = None,
+    fim_from: Annotated[str | None, typer.Option(
+        help="Fisher scores: estimate the FIM and the mean score on the dataset (data) or on "
+        "samples of the model (samples) [data].", show_default=False)] = None,
+    fim_samples: Annotated[int | None, typer.Option(
+        min=2, help="Fisher scores: model samples for --fim-from samples [256].",
+        show_default=False)] = None,
     normalize: Annotated[str | None, typer.Option(
         help="Fisher scores: fim_diag or none [fim_diag].", show_default=False)] = None,
     center: Annotated[bool | None, typer.Option(
@@ -181,7 +197,8 @@ def embed(
     k = kind.value
     given = dict(model=model, dim=dim, projection=projection, normalize=normalize,
                  center=center, pool=pool, components=components, patch=patch, stride=stride,
-                 pca=pca, normalization=normalization, power=power, l2=l2)
+                 pca=pca, normalization=normalization, power=power, l2=l2, fim_from=fim_from,
+                 fim_samples=fim_samples)
     _check_options(k, given)
     dev = check_device(device, cpu_only=None if k in GPU_KINDS else
                        f"embed {k} runs on the CPU only (--device applies to "
@@ -191,8 +208,14 @@ def embed(
     defaults = dict(dim=512, projection="sparse", normalize="fim_diag", center=True,
                     pool="mean", components=16 if small else 32, patch=3 if small else 6,
                     stride=1 if small else 2, pca=0 if small else 24,
-                    normalization="analytic", power=True, l2=True)
+                    normalization="analytic", power=k == "fisher-vector",
+                    l2=k == "fisher-vector", fim_from="data", fim_samples=256)
     o = {**defaults, **{k2: v for k2, v in given.items() if v is not None}, "seed": seed}
+    if o["fim_from"] not in ("data", "samples"):
+        raise CliError(f"--fim-from {o['fim_from']}: choose data or samples.")
+    if k == "fisher-scores" and o["projection"] not in ("sparse", "gaussian", "kron", "none"):
+        raise CliError(f"--projection {o['projection']}: choose sparse, gaussian, kron or "
+                       "none (exact).")
     if k in OPTIONAL_MODEL and model is not None:
         clash = [f"--{o2}" for o2 in ("components", "patch", "stride", "pca")
                  if given[o2] is not None]

@@ -22,6 +22,24 @@ def test_fisher_scores_equal_the_library_call(ws):
     assert saved.metadata() == ref.metadata()
 
 
+def test_exact_scores_from_model_samples_equal_the_library_call(ws):
+    out = ws.json("embed", "fisher-scores", "-d", "small", "-m", "pc", "--projection", "none",
+                  "--fim-from", "samples", "--fim-samples", "8", "--power", "--l2")
+    assert out["embedding"] == "pc-fisher-exact-fim_diag-c-fims8-pow-l2"  # the app's naming
+    w = Workspace(ws.root)
+    model, _ = load_saved_model(w, "pc")
+    ref = fisher_score_embedding(model, w.load_dataset("small").images, dim=None,
+                                 projection=None, fim_from="samples", n_fim_samples=8,
+                                 power=0.5, l2=True)
+    saved = w.load_embedding(out["embedding"])
+    assert saved.dim == sum(p.numel() for p in model.parameters())
+    np.testing.assert_allclose(saved.vectors, ref.vectors, rtol=1e-5, atol=1e-6)
+    assert "--fim-from prior: choose data or samples" in ws.error(
+        "embed", "fisher-scores", "-d", "small", "-m", "pc", "--fim-from", "prior")
+    assert "--fim-samples applies to fisher-scores only" in ws.error(
+        "embed", "afv", "-d", "small", "--fim-samples", "8")
+
+
 def test_fisher_vectors_default_name_and_json(ws):
     out = ws.json("embed", "fisher-vector", "-d", "small", "-k", "2", "--no-power")
     name = "small-fv-k2-p3-analytic-l2"  # the app's naming
