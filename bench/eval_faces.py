@@ -25,6 +25,7 @@ import pandas as pd
 
 from fisher_core import Workspace, load_builtin
 from fisher_core.embeddings import activation_embedding, fisher_score_embedding, pixel_embedding
+from fisher_core.metrics import edit_operating_points, interpolation_ratios
 from fisher_core.workspace import (
     EntryError,
     edit_scores,
@@ -111,10 +112,21 @@ def main() -> None:
     print(f"\nFID of decoded interpolations vs α ({fid['extractor'][0]}, "
           f"{args.pairs} pairs, vs all {len(ds)} real faces)\n")
     print(_md(table, "{:.2f}"))
+    ratios = pd.DataFrame(interpolation_ratios(fid.to_dict("records"))).set_index("space")
+    print("\nPeak over end-point FID per space (mean of 3 draws; 1 = flat), and over the pixel "
+          "space's (issue 17 target for Fisher scores: ≤ 0.6)\n")
+    print(_md(ratios[["endpoint_fid", "peak_fid", "ratio", "ratio_vs_reference"]], "{:.2f}"))
     rows = []
     for attr in ds.attribute_names:
-        rows += edit_scores(ws, ds, KEY, names, attribute=attr, n_sources=args.sources)
+        rows += edit_scores(ws, ds, KEY, names, attribute=attr, n_sources=args.sources,
+                            strengths=(1.0, 2.0, 3.0, 5.0))
     edits = pd.DataFrame(rows)
+    points = pd.DataFrame(edit_operating_points(rows)).set_index("space")
+    print("\nEdits at equal success: the weakest strength reaching 95 % mean success, and the "
+          "fixed strength 3 (issue 17 target: Fisher preservation ≥ 90 % and above the "
+          "others)\n")
+    print(_md(points[["strength", "success", "preservation", "fixed_success",
+                      "fixed_preservation"]], "{:.2f}"))
     _log("edit scores done", t0)
     print("\nAttribute edits: success / preservation (classifier on decoded images)\n")
     for attr in ds.attribute_names:
