@@ -21,13 +21,7 @@ from fisher_core.models import EBGAN, VAE, EBGANConfig, VAEConfig
 EPS = 1e-6  # added to √I, as in the reference code
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: extra intra-op threads only add synchronisation on a 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def _gan(dtype=torch.float64, seed: int = 0, **kw) -> EBGAN:

@@ -14,13 +14,7 @@ from fisher_core.embeddings import (
 )
 from fisher_core.models import VAE, PixelCNN, PixelCNNConfig, VAEConfig
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def _pixelcnn() -> PixelCNN:

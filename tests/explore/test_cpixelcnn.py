@@ -14,14 +14,7 @@ from fisher_core.explore import Decoder, DecoderConfig, load_decoder, save_decod
 from fisher_core.explore.cpixelcnn import ConditionalPixelCNN
 from fisher_core.models import ConfigError
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: extra intra-op threads only add synchronisation on a loaded 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def _net(seed: int = 0, channels: int = 2, height: int = 6, width: int = 7, levels: int = 5,

@@ -21,14 +21,7 @@ from fisher_core.explore import (
 from fisher_core.models import ConfigError, ModelFileError
 from fisher_core.training import train
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: extra intra-op threads only add synchronisation on a loaded 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 # ---- train() with tuple data ----------------------------------------------------------------

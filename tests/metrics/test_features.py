@@ -19,13 +19,7 @@ from fisher_core.metrics import (
 )
 from fisher_core.models import ConfigError, ModelFileError
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def _separable(n: int = 320, seed: int = 0) -> ImageDataset:

@@ -21,14 +21,7 @@ from fisher_core.models import (
 from fisher_core.models.ebgan import ls_discriminator_loss, ls_generator_loss
 from fisher_core.training import train
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: extra intra-op threads only add synchronisation on a 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def _gan(seed: int = 0, **kw) -> EBGAN:

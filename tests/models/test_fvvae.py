@@ -23,14 +23,7 @@ from fisher_core.models import (
 )
 from fisher_core.training import train
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: extra intra-op threads only add synchronisation on a 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def _layer(k: int = 3, d: int = 2, seed: int = 0, **kw) -> FisherVectorLayer:
