@@ -123,11 +123,11 @@ def _gmm_flow(page, tmp_path) -> None:
     assert page.get_by_text("fitted by EM, not by gradient steps").count() == 1
     _set_number(page, "GMM components K", 8)
     page.get_by_role("button", name="Fit", exact=True).click()
-    page.get_by_text("Saved model digits-gmm").first.wait_for(timeout=180_000)
+    page.get_by_text("Saved model digits-gmm").first.wait_for(timeout=300_000)
     wait_idle(page)
     page.get_by_text("Choose K: held-out log-likelihood and BIC").click()
     page.get_by_role("button", name="Run the sweep").click()
-    page.get_by_text("Best K:").first.wait_for(timeout=180_000)
+    page.get_by_text("Best K:").first.wait_for(timeout=300_000)
     wait_idle(page)
     assert_no_exception(page, "gmm")
     page.screenshot(path=str(tmp_path / "train-gmm.png"), full_page=True)
