@@ -12,7 +12,9 @@ import torch
 from fisher_core.metrics import FisherMonitor
 from fisher_core.training import train
 
-from ..embeddings.test_afv import EPS, _gan, _naive_grads, _one_thread  # noqa: F401
+from ..embeddings.test_afv import EPS, _gan, _naive_grads
+
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def test_monitor_records_hand_computed_fisher_distances():
