@@ -203,7 +203,7 @@ def deep_form(ds: ImageDataset, ds_key: str) -> None:
     n_params = next((e.meta.get("metrics", {}).get("parameters") for e in models
                      if e.name == model_name), None)
     mib = len(ds) * n_params * 4 / 2**20 if n_params else 0.0
-    if n_params:
+    if n_params and "fisher" in offered:
         st.caption(f"Exact Fisher scores of this model: {len(ds):,} × {n_params:,} floats "
                    f"= {mib:,.0f} MiB" + (" — too large to keep; use a projection."
                                           if mib > EXACT_MAX_MIB else "."))

@@ -61,7 +61,7 @@ TRAIN_HELP = {
 
 def fitted_by_em(family: str) -> bool:
     """True for a family fitted by EM (the patch GMM): no epochs, batches or learning rate."""
-    return bool(getattr(MODEL_FAMILIES[family][0], "fitted_by_em", False))
+    return MODEL_FAMILIES[family][0].fitted_by_em
 
 
 def preset_epochs(family: str, preset: str) -> int:

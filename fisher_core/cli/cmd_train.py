@@ -123,7 +123,7 @@ def train(
     fam = family.value
     check_device(device, cpu_only="train_and_save trains on the CPU only")
     config = parse_config(fam, settings or [])
-    if getattr(MODEL_FAMILIES[fam][0], "fitted_by_em", False):
+    if MODEL_FAMILIES[fam][0].fitted_by_em:
         given = [f"--{o}" for o, v in (("epochs", epochs), ("batch-size", batch_size),
                                        ("lr", lr)) if v is not None] + (
             ["--resume"] if resume else [])

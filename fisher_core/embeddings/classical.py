@@ -126,7 +126,8 @@ def fisher_vector_embedding(
             flat = flat[rng.choice(flat.shape[0], max_gmm_descriptors, replace=False)]
         report(0.1, f"fitting a {n_components}-component GMM on {flat.shape[0]:,} descriptors")
         gmm = GaussianMixture(n_components=n_components, random_state=random_state).fit(flat)
-    fv = _encode(desc, gmm, normalization, power, l2, chunk, report, start=0.3)
+    fv = _encode(lambda i, c: desc[i:i + c], desc.shape[0], gmm, normalization, power, l2,
+                 chunk, report, start=0.3)
     report(1.0, "done")
     params = {"n_components": n_components, "patch": patch, "stride": stride, "pca": pca,
               "spatial": spatial, "power": power, "l2": l2, "descriptor_dim": desc.shape[-1],
@@ -144,34 +145,25 @@ def _check_normalization(normalization: str) -> None:
         )
 
 
-def _encode(desc: Any, gmm: Any, normalization: str, power: float | None, l2: bool,
-            chunk: int, report: Progress, *, start: float) -> np.ndarray:
-    """Fisher vectors of every set in ``desc`` (N, L, d) or of ``desc(i, j)`` blocks, in chunks
-    of images, then the empirical standardisation (if asked), power and L2; float32 (N, k)."""
+def _encode(blocks: Callable[[int, int], np.ndarray], n: int, gmm: Any, normalization: str,
+            power: float | None, l2: bool, chunk: int, report: Progress, *,
+            start: float) -> np.ndarray:
+    """Fisher vectors of ``n`` sets, ``blocks(first, count)`` giving their descriptors
+    (count, L, d) chunk by chunk, then the empirical standardisation (if asked), power and L2;
+    float32 (n, k)."""
     from ..fisher.vectors import fisher_vector
 
     base = "none" if normalization == "empirical" else normalization
-    n = desc.shape[0] if hasattr(desc, "shape") else desc.n
     out = []
     for first in range(0, n, chunk):
-        block = desc[first:first + chunk] if hasattr(desc, "shape") else desc(first, chunk)
-        out.append(fisher_vector(block, gmm, normalization=base, power=None, l2=False))
+        out.append(fisher_vector(blocks(first, chunk), gmm, normalization=base, power=None,
+                                 l2=False))
         done = min(n, first + chunk)
         report(start + (0.95 - start) * done / n, f"encoded {done:,}/{n:,}")
     fv = np.concatenate(out).astype(np.float32)
     if normalization == "empirical":
         fv = (fv - fv.mean(0)) / (fv.std(0) + 1e-8)
     return power_l2(fv, power=power, l2=l2)
-
-
-class _Descriptors:
-    """Descriptors of images computed chunk by chunk: ``self(first, count)`` → (count, L, d)."""
-
-    def __init__(self, descriptor: Any, images: np.ndarray) -> None:
-        self.descriptor, self.images, self.n = descriptor, images, len(images)
-
-    def __call__(self, first: int, count: int) -> np.ndarray:
-        return self.descriptor.transform(self.images[first:first + count])
 
 
 def patch_gmm_embedding(
@@ -223,8 +215,9 @@ def patch_gmm_embedding(
         raise ValueError(f"images must have shape (N, {cfg.channels}, {cfg.height}, "
                          f"{cfg.width}) like the model's training data; got {images.shape}.")
     report = progress or _noop
-    desc = _Descriptors(model.descriptor(), images)
-    fv = _encode(desc, model.mixture(), normalization, power, l2, chunk, report, start=0.0)
+    descriptor = model.descriptor()
+    fv = _encode(lambda i, c: descriptor.transform(images[i:i + c]), len(images),
+                 model.mixture(), normalization, power, l2, chunk, report, start=0.0)
     report(1.0, "done")
     params = {"n_components": cfg.n_components, "patch": cfg.patch, "stride": cfg.stride,
               "pca": cfg.pca or None, "spatial": cfg.spatial, "power": power, "l2": l2,

@@ -150,6 +150,8 @@ class GenerativeModel(nn.Module):
     normalized: ClassVar[bool] = True
     #: Learning rate and batch size :func:`fisher_core.training.train` uses when not given.
     training_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "batch_size": 64}
+    #: True for a family fitted by EM in one go (the patch GMM), not by the gradient loop.
+    fitted_by_em: ClassVar[bool] = False
     #: Config values for fields added after models of the family were first saved: what a
     #: saved config without the field meant (``load_model`` fills them in).
     saved_defaults: ClassVar[dict[str, Any]] = {}

@@ -122,8 +122,7 @@ class PatchGMM(GenerativeModel):
     """
 
     family = "gmm"
-    #: Fitted by EM (:func:`fisher_core.training.fit_patch_gmm`), not by gradient steps.
-    fitted_by_em = True
+    fitted_by_em = True  # :func:`fisher_core.training.fit_patch_gmm`, not gradient steps
 
     def __init__(self, config: PatchGMMConfig | None = None) -> None:
         super().__init__()

@@ -234,7 +234,7 @@ def train_and_save(
                            "max_seconds": max_seconds,
                            "early_stopping_patience": early_stopping_patience,
                            "monitor_every": monitor_every}}
-    if getattr(type(model), "fitted_by_em", False):  # the patch GMM: EM, seconds, no epochs
+    if getattr(model, "fitted_by_em", False):  # the patch GMM: EM, seconds, no epochs
         if resume:
             raise ValueError(f"a {family} model is fitted by EM in one go; there is no "
                              "interrupted run to resume, start it again.")
