@@ -88,10 +88,12 @@ def gmm_fv_form(ds: ImageDataset, ds_key: str) -> None:
         stride = c[2].number_input("Stride", 1, 16, 1 if small else 2, key="fv_stride")
         pca = c[3].number_input("PCA dims of patches (0 = none)", 0, 256, 0 if small else 24,
                                 key="fv_pca")
-        c = st.columns(3)
+        c = st.columns(4)
         norm = c[0].selectbox("Normalisation", ["analytic", "empirical", "none"], key="fv_norm")
         power = c[1].toggle("Power normalisation (√)", True, key="fv_power")
         l2 = c[2].toggle("L2 normalisation", True, key="fv_l2")
+        whiten = c[3].number_input("Whitening dims (0 = off)", 0, 8192, 0, key="fv_whiten",
+                                   help=WHITEN_HELP)
         go = st.form_submit_button("Compute Fisher vectors", type="primary")
     st.caption("This fits a new GMM each time. To fit one once, choose its K from held-out "
                "likelihood and reuse it across embeddings, train a patch GMM on the Train "
@@ -99,12 +101,18 @@ def gmm_fv_form(ds: ImageDataset, ds_key: str) -> None:
     if not go:
         return
     bar = st.progress(0.0, text="starting")
-    emb, _ = fisher_vector_embedding(
-        ds, n_components=int(k), patch=int(patch), stride=int(stride), pca=int(pca) or None,
-        normalization=norm, power=0.5 if power else None, l2=l2, dataset_key=ds_key,
-        progress=lambda f, m: bar.progress(min(1.0, f), text=m),
-    )
-    name = slug(f"{ds.name}-fv-k{k}-p{patch}-{norm}{'-pow' if power else ''}{'-l2' if l2 else ''}")
+    try:
+        emb, _ = fisher_vector_embedding(
+            ds, n_components=int(k), patch=int(patch), stride=int(stride),
+            pca=int(pca) or None, normalization=norm, power=0.5 if power else None, l2=l2,
+            whiten=int(whiten) or None, dataset_key=ds_key,
+            progress=lambda f, m: bar.progress(min(1.0, f), text=m))
+    except ValueError as exc:  # e.g. whitening wider than the Fisher vector
+        bar.empty()
+        st.error(md(exc))
+        return
+    name = slug(f"{ds.name}-fv-k{k}-p{patch}-{norm}{'-pow' if power else ''}"
+                f"{f'-w{whiten}' if whiten else ''}{'-l2' if l2 else ''}")
     workspace().save_embedding(emb, name)
     select_embedding(name)
     bar.empty()
@@ -169,6 +177,92 @@ def _deep_job(job, ds: ImageDataset, ds_key: str, model_name: str, kind: str,
     return name
 
 
+def _projection_widgets() -> tuple[int | None, str | None]:
+    """Projection kind and dimension (exact: ``None, None``)."""
+    c = st.columns(2)
+    proj = c[0].selectbox("Projection", ["sparse", "gaussian", "kron", EXACT], key="deep_proj",
+                          help="Exact: one column per parameter, no random projection (size "
+                               "below).")
+    dim = c[1].number_input("Projection dim", 16, 8192, 512, key="deep_dim")
+    return (None, None) if proj == EXACT else (int(dim), proj)
+
+
+def _fisher_options() -> tuple[dict, str]:
+    """Widgets of deep Fisher scores; (options, name suffix)."""
+    dim, proj = _projection_widgets()
+    c = st.columns(4)
+    norm = c[0].selectbox("Normalisation", ["fim_diag", "none"], key="deep_norm",
+                          help="Diagonal Fisher information of the scores.")
+    center = c[1].toggle("Centre scores", True, key="deep_center")
+    power = c[2].toggle("Power normalisation (√)", False, key="deep_power")
+    l2 = c[3].toggle("L2 normalisation", False, key="deep_l2")
+    c = st.columns(2)
+    fim_from = c[0].radio("FIM and centre from", ["data", "model samples"], horizontal=True,
+                          key="deep_fim_from", help="The Fisher information is an expectation "
+                          "over the model: estimate it (and the mean score) on the dataset's "
+                          "images or on samples of the model.")
+    n_fim = c[1].number_input("Model samples", 16, 4096, 256, key="deep_fim_n")
+    samples = fim_from == "model samples"
+    options = {"dim": dim, "projection": proj, "normalize": None if norm == "none" else norm,
+               "center": center, "fim_from": "samples" if samples else "data",
+               "n_fim_samples": int(n_fim), "power": 0.5 if power else None, "l2": l2}
+    suffix = (f"fisher-{proj or 'exact'}{dim or ''}-{norm}{'-c' if center else ''}"
+              f"{f'-fims{n_fim}' if samples else ''}{'-pow' if power else ''}"
+              f"{'-l2' if l2 else ''}")
+    return options, suffix
+
+
+def _afv_options() -> tuple[dict, str]:
+    """Widgets of adversarial Fisher vectors; (options, name suffix)."""
+    dim, proj = _projection_widgets()
+    c = st.columns(2)
+    norm = c[0].selectbox(
+        "Normalisation", ["fim_diag_exact", "fim_diag"], key="deep_afv_norm",
+        help="fim_diag_exact: the paper's V = diag(I)^(-1/2) U in parameter space, then "
+             "projected. fim_diag: project first, then scale each projected coordinate by its "
+             "own variance over generator samples (cheaper, a different kernel).")
+    n_gen = c[1].number_input("Generator samples", 16, 16384, 1024, key="deep_afv_n",
+                              help="Samples of G that estimate the mean score and the Fisher "
+                                   "information (the reference code uses 1,024).")
+    options = {"dim": dim, "projection": proj, "normalize": norm,
+               "n_generator_samples": int(n_gen)}
+    extra = ("" if norm == "fim_diag_exact" else "-fimproj") + ("" if n_gen == 1024
+                                                               else f"-g{n_gen}")
+    return options, f"afv-{proj or 'exact'}{dim or ''}{extra}"
+
+
+def _gmm_fv_options() -> tuple[dict, str]:
+    """Widgets of a trained patch GMM's Fisher vectors; (options, name suffix)."""
+    c = st.columns(4)
+    norm = c[0].selectbox("Normalisation", ["analytic", "empirical", "none"], key="deep_fv_norm")
+    power = c[1].toggle("Power normalisation (√)", True, key="deep_fv_power")
+    l2 = c[2].toggle("L2 normalisation", True, key="deep_fv_l2")
+    whiten = c[3].number_input("Whitening dims (0 = off)", 0, 8192, 0, key="deep_fv_whiten",
+                               help=WHITEN_HELP)
+    options = {"normalization": norm, "power": 0.5 if power else None, "l2": l2,
+               "whiten": int(whiten) or None}
+    return options, (f"fv{'' if norm == 'analytic' else '-' + norm}{'' if power else '-nopow'}"
+                     f"{'' if l2 else '-nol2'}{f'-w{whiten}' if whiten else ''}")
+
+
+WHITEN_HELP = ("PCA-whiten the √-normalised vectors to this many dimensions before L2: the "
+               "full sample covariance becomes the identity. Fitted on all rows here; probes "
+               "refit it on their training folds.")
+
+
+def _kind_options(kind: str) -> tuple[dict, str]:
+    if kind == "fisher":
+        return _fisher_options()
+    if kind == "afv":
+        return _afv_options()
+    if kind == "gmm_fv":
+        return _gmm_fv_options()
+    if kind == "activations":
+        pool = st.selectbox("Activation pooling", list(POOLS), key="deep_pool")
+        return {"pool": pool}, f"act-{pool}"
+    return {}, {"latent": "latent", "d_pool": "d-pool", "fv_vae": "fv-vae"}[kind]
+
+
 def deep_form(ds: ImageDataset, ds_key: str) -> None:
     """Form for embeddings of a saved deep model; runs as a background job."""
     models = list_models(workspace(), ds_key)
@@ -176,60 +270,33 @@ def deep_form(ds: ImageDataset, ds_key: str) -> None:
         st.info("No model trained on this dataset yet: train one on the Train page.")
         return
     families = {e.name: e.meta.get("family", "") for e in models}
-    model_name = st.selectbox("Model", list(families), key="deep_model",
-                              format_func=lambda n: f"{n} ({families[n]})")
+    c = st.columns(2)
+    model_name = c[0].selectbox("Model", list(families), key="deep_model",
+                                format_func=lambda n: f"{n} ({families[n]})")
     offered = FAMILY_KINDS.get(families[model_name], ("fisher", "activations"))
+    label = c[1].selectbox("Embedding", [k for k, v in DEEP_KINDS.items() if v in offered],
+                           key="deep_kind")
+    kind = DEEP_KINDS[label]
     with st.form("deep_form"):
-        label = st.selectbox("Embedding", [k for k, v in DEEP_KINDS.items() if v in offered],
-                             key="deep_kind")
-        c = st.columns(4)
-        dim = c[0].number_input("Projection dim", 16, 8192, 512, key="deep_dim")
-        proj = c[1].selectbox("Projection", ["sparse", "gaussian", "kron", EXACT],
-                              key="deep_proj", help="Exact: one column per parameter, no "
-                              "random projection (size below).")
-        norm = c[2].selectbox("Normalisation", ["fim_diag", "none"], key="deep_norm",
-                              help="Diagonal Fisher information of the scores.")
-        center = c[3].toggle("Centre scores", True, key="deep_center")
-        c = st.columns(4)
-        fim_from = c[0].radio("FIM and centre from", ["data", "model samples"],
-                              key="deep_fim_from", help="The Fisher information is an "
-                              "expectation over the model: estimate it (and the mean score) on "
-                              "the dataset's images or on samples of the model.")
-        n_fim = c[1].number_input("Model samples", 16, 4096, 256, key="deep_fim_n")
-        power = c[2].toggle("Power normalisation (√)", False, key="deep_power")
-        l2 = c[3].toggle("L2 normalisation", False, key="deep_l2")
-        pool = st.selectbox("Activation pooling", list(POOLS), key="deep_pool")
+        options, suffix = _kind_options(kind)
         go = st.form_submit_button("Compute embedding", type="primary")
-    n_params = next((e.meta.get("metrics", {}).get("parameters") for e in models
-                     if e.name == model_name), None)
+    metrics = next(e.meta.get("metrics", {}) for e in models if e.name == model_name)
+    n_params = metrics.get("score_parameters") or metrics.get("parameters")
     mib = len(ds) * n_params * 4 / 2**20 if n_params else 0.0
-    if n_params and "fisher" in offered:
-        st.caption(f"Exact Fisher scores of this model: {len(ds):,} × {n_params:,} floats "
+    if n_params and kind in ("fisher", "afv"):
+        st.caption(f"Exact scores of this model: {len(ds):,} × {n_params:,} floats "
                    f"= {mib:,.0f} MiB" + (" — too large to keep; use a projection."
                                           if mib > EXACT_MAX_MIB else "."))
     if not go:
         return
-    if proj == EXACT and mib > EXACT_MAX_MIB:
+    if kind in ("fisher", "afv") and options["projection"] is None and mib > EXACT_MAX_MIB:
         st.error(f"Exact scores would take {mib:,.0f} MiB (more than {EXACT_MAX_MIB:,} MiB); "
                  "choose a projection (sparse 512 keeps the kernel within a few percent).")
         return
-    kind = DEEP_KINDS[label]
-    options = {
-        "fisher": {"dim": None if proj == EXACT else int(dim),
-                   "projection": None if proj == EXACT else proj,
-                   "normalize": None if norm == "none" else norm, "center": center,
-                   "fim_from": "samples" if fim_from == "model samples" else "data",
-                   "n_fim_samples": int(n_fim), "power": 0.5 if power else None, "l2": l2},
-        "afv": {"dim": int(dim), "projection": proj},
-        "activations": {"pool": pool},
-        "latent": {}, "d_pool": {}, "fv_vae": {}, "gmm_fv": {},
-    }[kind]
-    extra = ((f"-fims{n_fim}" if fim_from == "model samples" else "")
-             + ("-pow" if power else "") + ("-l2" if l2 else ""))
-    proj_part = "exact" if proj == EXACT else f"{proj}{dim}"
-    suffix = {"fisher": f"fisher-{proj_part}-{norm}{'-c' if center else ''}{extra}",
-              "afv": f"afv-{proj}{dim}", "activations": f"act-{pool}", "latent": "latent",
-              "d_pool": "d-pool", "fv_vae": "fv-vae", "gmm_fv": "fv"}[kind]
+    if options.get("whiten") and options["whiten"] > len(ds):
+        st.error(f"Whitening to {options['whiten']:,} dimensions needs at least as many images "
+                 f"({len(ds):,} here); choose at most {len(ds):,}.")
+        return
     name = slug(f"{model_name}-{suffix}")
     job_name = session_job(f"embed:{ds_key}")
     jobs().submit(job_name, _deep_job, ds, ds_key, model_name, kind, options, name)

@@ -43,7 +43,8 @@ FAMILIES = {"fisher-scores": ("pixelcnn", "vae", "fvvae"), "afv": ("ebgan",),
 OPTIONAL_MODEL = {"fisher-vector": ("gmm",)}
 # Which kinds each option applies to (an option given to another kind is an error).
 APPLIES = {"model": (*FAMILIES, *OPTIONAL_MODEL), "dim": ("fisher-scores", "afv"),
-           "projection": ("fisher-scores", "afv"), "normalize": ("fisher-scores",),
+           "projection": ("fisher-scores", "afv"), "normalize": ("fisher-scores", "afv"),
+           "generator_samples": ("afv",), "whiten": ("fisher-vector",),
            "center": ("fisher-scores",), "pool": ("activations",),
            "components": ("fisher-vector",), "patch": ("fisher-vector",),
            "stride": ("fisher-vector",), "pca": ("fisher-vector",),
@@ -93,19 +94,17 @@ def _compute(kind: str, ds, key: str, o: dict[str, Any], model, model_name: str 
              bar: Bar) -> Embedding:
     if kind == "pixels":
         return pixel_embedding(ds, dataset_key=key)
+    fv = {"normalization": o["normalization"], "power": 0.5 if o["power"] else None,
+          "l2": o["l2"], "whiten": o["whiten"] or None, "dataset_key": key, "progress": bar}
     if kind == "fisher-vector" and model is not None:  # the trained patch GMM, no refit
-        return patch_gmm_embedding(model, ds.images, normalization=o["normalization"],
-                                   power=0.5 if o["power"] else None, l2=o["l2"],
-                                   dataset_key=key, model_name=model_name, progress=bar)
+        return patch_gmm_embedding(model, ds.images, model_name=model_name, **fv)
     if kind == "fisher-vector":
         return fisher_vector_embedding(
             ds, n_components=o["components"], patch=o["patch"], stride=o["stride"],
-            pca=o["pca"] or None, normalization=o["normalization"],
-            power=0.5 if o["power"] else None, l2=o["l2"], random_state=o["seed"],
-            dataset_key=key, progress=bar)[0]
+            pca=o["pca"] or None, random_state=o["seed"], **fv)[0]
     common = {"dataset_key": key, "model_name": model_name, "progress": bar}
+    exact = o["projection"] == "none"
     if kind == "fisher-scores":
-        exact = o["projection"] == "none"
         return fisher_score_embedding(model, ds.images, dim=None if exact else o["dim"],
                                       projection=None if exact else o["projection"],
                                       normalize=None if o["normalize"] == "none" else
@@ -114,8 +113,10 @@ def _compute(kind: str, ds, key: str, o: dict[str, Any], model, model_name: str 
                                       fim_from=o["fim_from"], n_fim_samples=o["fim_samples"],
                                       **common)
     if kind == "afv":
-        return afv_embedding(model, ds.images, dim=o["dim"], projection=o["projection"],
-                             seed=o["seed"], **common)
+        return afv_embedding(model, ds.images, dim=None if exact else o["dim"],
+                             projection=None if exact else o["projection"],
+                             normalize=o["normalize"], seed=o["seed"],
+                             n_generator_samples=o["generator_samples"], **common)
     if kind == "activations":
         return activation_embedding(model, ds.images, pool=o["pool"], **common)
     return latent_embedding(model, ds.images, **common)
@@ -127,6 +128,7 @@ def _default_name(kind: str, dataset: str, model: str | None, o: dict[str, Any])
         "fisher-vector": (f"{model}-fv" if model else
                           f"{dataset}-fv-k{o['components']}-p{o['patch']}")
                          + f"-{o['normalization']}{'-pow' if o['power'] else ''}"
+                         f"{'-w' + str(o['whiten']) if o['whiten'] else ''}"
                          f"{'-l2' if o['l2'] else ''}",
         "fisher-scores": f"{model}-fisher-"
                          + ("exact" if o["projection"] == "none" else
@@ -134,7 +136,10 @@ def _default_name(kind: str, dataset: str, model: str | None, o: dict[str, Any])
                          f"{'-c' if o['center'] else ''}"
                          f"{'-fims' + str(o['fim_samples']) if o['fim_from'] == 'samples' else ''}"
                          f"{'-pow' if o['power'] else ''}{'-l2' if o['l2'] else ''}",
-        "afv": f"{model}-afv-{o['projection']}{o['dim']}",
+        "afv": f"{model}-afv-"
+               + ("exact" if o["projection"] == "none" else f"{o['projection']}{o['dim']}")
+               + ("" if o["normalize"] == "fim_diag_exact" else "-fimproj")
+               + ("" if o["generator_samples"] == 1024 else f"-g{o['generator_samples']}"),
         "activations": f"{model}-act-{o['pool']}",
         "latent": f"{model}-latent",
     }[kind])
@@ -160,7 +165,15 @@ def embed(
         min=2, help="Fisher scores: model samples for --fim-from samples [256].",
         show_default=False)] = None,
     normalize: Annotated[str | None, typer.Option(
-        help="Fisher scores: fim_diag or none [fim_diag].", show_default=False)] = None,
+        help="Fisher scores: fim_diag or none [fim_diag]. AFV: fim_diag_exact (the paper's "
+        "V, then projected) or fim_diag (project, then scale each coordinate) "
+        "[fim_diag_exact].", show_default=False)] = None,
+    generator_samples: Annotated[int | None, typer.Option(
+        min=2, help="AFV: generator samples for the mean score and the FIM [1024].",
+        show_default=False)] = None,
+    whiten: Annotated[int | None, typer.Option(
+        min=0, help="Fisher vectors: PCA-whiten to this many dimensions before L2, 0 for "
+        "none (probes refit it per fold) [0].", show_default=False)] = None,
     center: Annotated[bool | None, typer.Option(
         "--center/--no-center", help="Fisher scores: subtract the mean score [center].",
         show_default=False)] = None,
@@ -198,22 +211,28 @@ def embed(
     given = dict(model=model, dim=dim, projection=projection, normalize=normalize,
                  center=center, pool=pool, components=components, patch=patch, stride=stride,
                  pca=pca, normalization=normalization, power=power, l2=l2, fim_from=fim_from,
-                 fim_samples=fim_samples)
+                 fim_samples=fim_samples, generator_samples=generator_samples, whiten=whiten)
     _check_options(k, given)
     dev = check_device(device, cpu_only=None if k in GPU_KINDS else
                        f"embed {k} runs on the CPU only (--device applies to "
                        f"{' and '.join(GPU_KINDS)})")
     ds, key = sess.dataset(dataset)
     small = ds.shape[1] <= 16
-    defaults = dict(dim=512, projection="sparse", normalize="fim_diag", center=True,
+    defaults = dict(dim=512, projection="sparse",
+                    normalize="fim_diag_exact" if k == "afv" else "fim_diag", center=True,
                     pool="mean", components=16 if small else 32, patch=3 if small else 6,
                     stride=1 if small else 2, pca=0 if small else 24,
                     normalization="analytic", power=k == "fisher-vector",
-                    l2=k == "fisher-vector", fim_from="data", fim_samples=256)
+                    l2=k == "fisher-vector", fim_from="data", fim_samples=256,
+                    generator_samples=1024, whiten=0)
     o = {**defaults, **{k2: v for k2, v in given.items() if v is not None}, "seed": seed}
     if o["fim_from"] not in ("data", "samples"):
         raise CliError(f"--fim-from {o['fim_from']}: choose data or samples.")
-    if k == "fisher-scores" and o["projection"] not in ("sparse", "gaussian", "kron", "none"):
+    allowed = {"fisher-scores": ("fim_diag", "none"), "afv": ("fim_diag_exact", "fim_diag")}
+    if k in allowed and o["normalize"] not in allowed[k]:
+        raise CliError(f"--normalize {o['normalize']}: {k} takes "
+                       f"{' or '.join(allowed[k])}.")
+    if k in FAMILIES and o["projection"] not in ("sparse", "gaussian", "kron", "none"):
         raise CliError(f"--projection {o['projection']}: choose sparse, gaussian, kron or "
                        "none (exact).")
     if k in OPTIONAL_MODEL and model is not None:

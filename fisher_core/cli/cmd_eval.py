@@ -75,7 +75,7 @@ def probe(
     y = ds.labels if target == "label" else ds.attributes[:, ds.attribute_names.index(target)]
     with sess.ui.progress(f"probing {len(names) + 1} spaces ({folds} folds)") as bar:
         rows = probe_embeddings(ds.images.reshape(len(ds), -1),
-                                {n: e.vectors for n, e in embs.items()}, y, cv=folds,
+                                embs, y, cv=folds,
                                 seed=seed, progress=bar)
     # the app's Classify page shows the table saved under the same settings
     result = save_rows(ws, "probe", {"dataset": key, "target": target, "folds": folds}, rows)

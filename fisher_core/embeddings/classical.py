@@ -64,6 +64,7 @@ def fisher_vector_embedding(
     normalization: str = "analytic",
     power: float | None = 0.5,
     l2: bool = True,
+    whiten: int | None = None,
     max_gmm_descriptors: int = 100_000,
     random_state: int = 0,
     dataset_key: str | None = None,
@@ -93,6 +94,11 @@ def fisher_vector_embedding(
         Signed power normalisation exponent.
     l2 : bool, default=True
         Final L2 normalisation.
+    whiten : int or None, default=None
+        PCA-whiten the (power-normalised) vectors to this many dimensions before L2: the
+        full sample covariance of the vectors becomes the identity (Jégou & Chum 2012).
+        Fitted on all rows for the stored vectors; probes refit it on their training folds
+        from :attr:`Embedding.base`.
     max_gmm_descriptors : int, default=100,000
         Random subsample of descriptors used to fit the GMM.
     random_state : int, default=0
@@ -119,6 +125,7 @@ def fisher_vector_embedding(
     report(0.0, "extracting local descriptors")
     desc = image_descriptors(ds.images, patch=patch, stride=stride, pca=pca, spatial=spatial,
                              random_state=random_state)  # (N, n_patches, D)
+    _check_whiten(whiten, len(ds), n_components * (1 + 2 * desc.shape[-1]))
     if gmm is None:
         flat = desc.reshape(-1, desc.shape[-1])  # (N·n_patches, D)
         rng = np.random.default_rng(random_state)
@@ -126,14 +133,15 @@ def fisher_vector_embedding(
             flat = flat[rng.choice(flat.shape[0], max_gmm_descriptors, replace=False)]
         report(0.1, f"fitting a {n_components}-component GMM on {flat.shape[0]:,} descriptors")
         gmm = GaussianMixture(n_components=n_components, random_state=random_state).fit(flat)
-    fv = _encode(lambda i, c: desc[i:i + c], desc.shape[0], gmm, normalization, power, l2,
-                 chunk, report, start=0.3)
+    fv, base, post = _encode(lambda i, c: desc[i:i + c], desc.shape[0], gmm, normalization,
+                             power, l2, whiten, chunk, report, start=0.3)
     report(1.0, "done")
     params = {"n_components": n_components, "patch": patch, "stride": stride, "pca": pca,
-              "spatial": spatial, "power": power, "l2": l2, "descriptor_dim": desc.shape[-1],
-              "n_patches": desc.shape[1], "random_state": random_state}
+              "spatial": spatial, "power": power, "l2": l2, "whiten": whiten,
+              "descriptor_dim": desc.shape[-1], "n_patches": desc.shape[1],
+              "random_state": random_state}
     emb = Embedding(fv, dataset_key or ds.name, "fisher_vector", model=f"gmm-k{n_components}",
-                    normalization=normalization, params=params)
+                    normalization=normalization, params=params, base=base, post=post)
     return emb, gmm
 
 
@@ -146,11 +154,13 @@ def _check_normalization(normalization: str) -> None:
 
 
 def _encode(blocks: Callable[[int, int], np.ndarray], n: int, gmm: Any, normalization: str,
-            power: float | None, l2: bool, chunk: int, report: Progress, *,
-            start: float) -> np.ndarray:
+            power: float | None, l2: bool, whiten: int | None, chunk: int, report: Progress,
+            *, start: float) -> tuple[np.ndarray, np.ndarray | None, dict | None]:
     """Fisher vectors of ``n`` sets, ``blocks(first, count)`` giving their descriptors
-    (count, L, d) chunk by chunk, then the empirical standardisation (if asked), power and L2;
-    float32 (n, k)."""
+    (count, L, d) chunk by chunk, then the empirical standardisation / whitening (if asked),
+    power and L2. Returns float32 (n, k) vectors and, when some step learns statistics from
+    the rows, the vectors before those steps and their recipe (else ``None, None``)."""
+    from ..fisher.postprocess import FisherNormalizer
     from ..fisher.vectors import fisher_vector
 
     base = "none" if normalization == "empirical" else normalization
@@ -161,9 +171,23 @@ def _encode(blocks: Callable[[int, int], np.ndarray], n: int, gmm: Any, normaliz
         done = min(n, first + chunk)
         report(start + (0.95 - start) * done / n, f"encoded {done:,}/{n:,}")
     fv = np.concatenate(out).astype(np.float32)
-    if normalization == "empirical":
-        fv = (fv - fv.mean(0)) / (fv.std(0) + 1e-8)
-    return power_l2(fv, power=power, l2=l2)
+    if normalization != "empirical" and whiten is None:
+        return power_l2(fv, power=power, l2=l2), None, None
+    report(0.96, "fitting the " + ("whitening" if whiten else "standardisation") + " on all "
+           "rows (probes refit it per fold)")
+    steps = FisherNormalizer(standardize=normalization == "empirical", power=power,
+                             whiten=whiten, l2=l2)
+    return steps.fit_transform(fv), fv, steps.recipe()
+
+
+def _check_whiten(whiten: int | None, n: int, dim: int) -> None:
+    if whiten is None:
+        return
+    if isinstance(whiten, bool) or not isinstance(whiten, int) or whiten < 1:
+        raise ValueError(f"whiten must be None or an integer >= 1; got {whiten!r}.")
+    if whiten > min(n, dim):
+        raise ValueError(f"whiten={whiten} exceeds min(images, Fisher-vector dimension) = "
+                         f"{min(n, dim)}; choose at most {min(n, dim)} dimensions.")
 
 
 def patch_gmm_embedding(
@@ -173,6 +197,7 @@ def patch_gmm_embedding(
     normalization: str = "analytic",
     power: float | None = 0.5,
     l2: bool = True,
+    whiten: int | None = None,
     dataset_key: str = "",
     model_name: str | None = None,
     progress: Progress | None = None,
@@ -192,6 +217,7 @@ def patch_gmm_embedding(
     normalization : {"analytic", "empirical", "none"}, default="analytic"
     power : float or None, default=0.5
     l2 : bool, default=True
+    whiten : int or None, default=None
         As in :func:`fisher_vector_embedding`.
     dataset_key, model_name : str
         Recorded in the embedding's metadata.
@@ -214,13 +240,16 @@ def patch_gmm_embedding(
     if images.ndim != 4 or images.shape[1:] != tuple(model.image_shape):
         raise ValueError(f"images must have shape (N, {cfg.channels}, {cfg.height}, "
                          f"{cfg.width}) like the model's training data; got {images.shape}.")
+    _check_whiten(whiten, len(images), cfg.n_components * (1 + 2 * model.descriptor_dim))
     report = progress or _noop
     descriptor = model.descriptor()
-    fv = _encode(lambda i, c: descriptor.transform(images[i:i + c]), len(images),
-                 model.mixture(), normalization, power, l2, chunk, report, start=0.0)
+    fv, base, post = _encode(lambda i, c: descriptor.transform(images[i:i + c]), len(images),
+                             model.mixture(), normalization, power, l2, whiten, chunk, report,
+                             start=0.0)
     report(1.0, "done")
     params = {"n_components": cfg.n_components, "patch": cfg.patch, "stride": cfg.stride,
               "pca": cfg.pca or None, "spatial": cfg.spatial, "power": power, "l2": l2,
-              "descriptor_dim": model.descriptor_dim, "n_patches": int(model.positions.shape[0])}
+              "whiten": whiten, "descriptor_dim": model.descriptor_dim,
+              "n_patches": int(model.positions.shape[0])}
     return Embedding(fv, dataset_key, "fisher_vector", model=model_name or "gmm",
-                     normalization=normalization, params=params)
+                     normalization=normalization, params=params, base=base, post=post)

@@ -6,6 +6,7 @@ random projections. No datasets, trained-model families or workspace here.
 from .descriptors import PatchDescriptor, default_patch, image_descriptors
 from .gmm import DegenerateDataWarning, GaussianMixture, gmm_parameters
 from .layer import FisherVectorLayer, signed_power
+from .postprocess import FisherNormalizer
 from .projection import PROJECTIONS, make_projection
 from .scores import FisherScoreError, FisherScorer, ModelProtocolError, fisher_scores
 from .vectors import FisherVectorEncoder, fisher_vector, normalize_
@@ -14,6 +15,7 @@ __all__ = [
     "PROJECTIONS",
     "DegenerateDataWarning",
     "FisherScoreError",
+    "FisherNormalizer",
     "FisherScorer",
     "FisherVectorEncoder",
     "FisherVectorLayer",

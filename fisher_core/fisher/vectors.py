@@ -23,13 +23,13 @@ import numbers
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.decomposition import PCA
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ..utils.devices import resolve_device, resolve_dtype
 from ._fv_engine import _SCALES, _encode_all, _Model, normalize_
 from .gmm import GaussianMixture, gmm_parameters
+from .postprocess import FisherNormalizer
 
 __all__ = ["FisherVectorEncoder", "fisher_vector", "gmm_parameters", "normalize_"]
 
@@ -187,6 +187,8 @@ class FisherVectorEncoder(TransformerMixin, BaseEstimator):
         Only for ``"empirical"``: training mean and (floored) std of the gradient vectors.
     pca_ : sklearn.decomposition.PCA
         Only when ``whiten`` is set.
+    normalizer_ : FisherNormalizer
+        The data-fitted steps (standardisation, power, whitening, L2) as one transformer.
     n_features_in_ : int
         Descriptor dimension D.
     """
@@ -245,21 +247,15 @@ class FisherVectorEncoder(TransformerMixin, BaseEstimator):
         base = "none" if self.normalization == "empirical" else self.normalization
         model = _Model(self.gmm_, base, torch.float32, resolve_device(self.device))
         z = _encode_all(model, flat, lengths, None, False, None)  # (S, K + 2KD)
-        if self.normalization == "empirical":
-            if fitting:
-                self.mean_ = z.mean(0)
-                std = z.std(0)
-                # dimensions that never vary carry no information: leave them unscaled
-                self.scale_ = np.where(std > 1e-6 * max(float(std.max()), 1e-30), std, 1.0)
-            z = (z - self.mean_) / self.scale_
-        z = normalize_(torch.from_numpy(np.ascontiguousarray(z)), self.power, False).numpy()
-        if self.whiten is not None:
-            if fitting:
-                seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-                self.pca_ = PCA(self.whiten, whiten=True, random_state=seed).fit(z)
-            z = self.pca_.transform(z)
-        z = np.ascontiguousarray(z, dtype=np.float32)
-        return normalize_(torch.from_numpy(z), None, self.l2).numpy()
+        if fitting:
+            seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+            self.normalizer_ = FisherNormalizer(
+                standardize=self.normalization == "empirical", power=self.power,
+                whiten=self.whiten, l2=self.l2, random_state=seed).fit(z)
+            for name in ("mean_", "scale_", "pca_"):
+                if hasattr(self.normalizer_, name):
+                    setattr(self, name, getattr(self.normalizer_, name))
+        return self.normalizer_.transform(z)
 
     def fit_transform(self, X, y=None) -> np.ndarray:
         """Fit on training sets and return their encodings, shape (S, dim)."""

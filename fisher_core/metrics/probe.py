@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..embeddings.embedding import Embedding
+
 __all__ = [
     "ProbeResult",
     "fisher_vector_ablation",
@@ -44,7 +46,7 @@ def _probe_estimator(C: float, max_iter: int, standardize: bool):
 
 
 def linear_probe(
-    X: np.ndarray,
+    X: np.ndarray | Embedding,
     y: np.ndarray,
     *,
     name: str = "embedding",
@@ -59,7 +61,11 @@ def linear_probe(
 
     Parameters
     ----------
-    X : ndarray of shape (N, k)
+    X : ndarray of shape (N, k) or Embedding
+        An embedding whose last steps learn statistics from its rows (empirical
+        standardisation, whitening: :attr:`Embedding.base`) is probed on its vectors before
+        those steps, the steps refitted on each training fold, so that no held-out row
+        shapes the features it is scored on.
     y : ndarray of shape (N,)
         Integer classes (or booleans for an attribute).
     name : str, default="embedding"
@@ -80,7 +86,9 @@ def linear_probe(
     ProbeResult
     """
     from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
 
+    X, steps = X.probe_input() if isinstance(X, Embedding) else (X, None)
     X = np.asarray(X, dtype=np.float32)
     y = np.asarray(y)
     if X.ndim != 2 or X.shape[0] != y.shape[0]:
@@ -92,6 +100,8 @@ def linear_probe(
     if folds < 2:
         raise ValueError("every class needs at least 2 examples for cross-validation.")
     est = estimator if estimator is not None else _probe_estimator(C, max_iter, standardize)
+    if steps is not None:
+        est = make_pipeline(steps, est)  # cloned and refitted per fold with the classifier
     split = StratifiedKFold(folds, shuffle=True, random_state=seed)
     import warnings
 
@@ -109,7 +119,7 @@ def linear_probe(
 
 
 def knn_probe(
-    X: np.ndarray,
+    X: np.ndarray | Embedding,
     y: np.ndarray,
     *,
     k: int = 10,
@@ -127,7 +137,8 @@ def knn_probe(
 
     Parameters
     ----------
-    X : ndarray of shape (N, d)
+    X : ndarray of shape (N, d) or Embedding
+        As in :func:`linear_probe` (data-fitted steps refitted per fold).
     y : ndarray of shape (N,)
     k : int, default=10
         Neighbours voting (uniform weights; ties go to the smallest class label).
@@ -158,9 +169,11 @@ def normalization_ablation(
     cv: int = 5,
     seed: int = 0,
     C: float = 1.0,
+    whiten: int | None = None,
     progress: Callable[[float, str], None] | None = None,
 ) -> list[dict[str, object]]:
-    """The Fisher-vector normalisation ablation: {none, analytic, empirical} × power × L2.
+    """The Fisher-vector normalisation ablation: {none, analytic, empirical} × power × L2,
+    and, with ``whiten``, each normalisation with power, PCA whitening and L2.
 
     Parameters
     ----------
@@ -171,42 +184,43 @@ def normalization_ablation(
     y : ndarray of shape (N,)
     cv, seed, C
         As in :func:`linear_probe`.
+    whiten : int or None, default=None
+        Add three rows (none / analytic / empirical, each √ + whitening to ``whiten``
+        dimensions + L2): the full sample covariance instead of a diagonal one.
 
     Returns
     -------
     list of dict
-        One row per configuration: normalization, power, l2, accuracy, std.
+        One row per configuration: normalization, power, l2, whiten (dimension or None),
+        accuracy, std.
 
     Notes
     -----
-    "Empirical" standardises each dimension with statistics of the *training folds* only (a
-    StandardScaler inside the cross-validated pipeline), as in Sánchez et al. (2013).
+    Every step that learns statistics — the empirical standardisation (Sánchez et al. 2013)
+    and the whitening PCA — is fitted on the *training folds* only (a
+    :class:`~fisher_core.fisher.FisherNormalizer` inside the cross-validated pipeline).
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer, Normalizer, StandardScaler
 
-    from ..embeddings.classical import power_l2
+    from ..fisher.postprocess import FisherNormalizer
 
-    def signed_sqrt(z):
-        return power_l2(z, power=0.5, l2=False)
-
+    norms = ("none", "analytic", "empirical")
+    configs = [(n, p, l, None) for n in norms for p in (False, True) for l in (False, True)]
+    if whiten is not None:
+        configs += [(n, True, True, int(whiten)) for n in norms]
     rows = []
-    configs = [(n, p, l) for n in ("none", "analytic", "empirical")
-               for p in (False, True) for l in (False, True)]
-    for k, (norm, pw, l2) in enumerate(configs):
+    for k, (norm, pw, l2, w) in enumerate(configs):
         if progress:
             progress(k / len(configs), f"probe {k + 1}/{len(configs)}: {norm} normalisation"
-                     f"{' · power' if pw else ''}{' · L2' if l2 else ''}")
-        steps = [StandardScaler()] if norm == "empirical" else []
-        if pw:
-            steps.append(FunctionTransformer(signed_sqrt))
-        if l2:
-            steps.append(Normalizer())
-        steps.append(LogisticRegression(C=C, max_iter=500))
+                     f"{' · power' if pw else ''}{f' · whiten {w}' if w else ''}"
+                     f"{' · L2' if l2 else ''}")
+        steps = FisherNormalizer(standardize=norm == "empirical", power=0.5 if pw else None,
+                                 whiten=w, l2=l2, random_state=seed)
         X = analytic if norm == "analytic" else raw
-        r = linear_probe(X, y, cv=cv, seed=seed, estimator=make_pipeline(*steps))
-        rows.append({"normalization": norm, "power": pw, "l2": l2,
+        r = linear_probe(X, y, cv=cv, seed=seed, estimator=make_pipeline(
+            steps, LogisticRegression(C=C, max_iter=500)))
+        rows.append({"normalization": norm, "power": pw, "l2": l2, "whiten": w,
                      "accuracy": r.accuracy, "std": r.std})
     if progress:
         progress(1.0, "done")
@@ -215,7 +229,7 @@ def normalization_ablation(
 
 def probe_embeddings(
     pixels: np.ndarray,
-    embeddings: dict[str, np.ndarray],
+    embeddings: dict[str, np.ndarray | Embedding],
     y: np.ndarray,
     *,
     cv: int = 5,
@@ -223,6 +237,9 @@ def probe_embeddings(
     progress: Callable[[float, str], None] | None = None,
 ) -> list[dict[str, object]]:
     """Linear and cosine k-NN probes on raw pixels (baseline) and on each named embedding.
+
+    An :class:`Embedding` with data-fitted last steps (empirical standardisation,
+    whitening) has them refitted on each training fold (see :func:`linear_probe`).
 
     Returns
     -------
@@ -252,12 +269,14 @@ def fisher_vector_ablation(
     cv: int = 5,
     max_images: int | None = 2000,
     seed: int = 0,
+    whiten: int | None = None,
     progress: Callable[[float, str], None] | None = None,
 ) -> list[dict[str, object]]:
     """The normalisation ablation on GMM Fisher vectors of a dataset's images.
 
     The GMM is fitted once, without labels, on local descriptors of the (subsampled) images;
-    then :func:`normalization_ablation` probes all 12 normalisation settings.
+    then :func:`normalization_ablation` probes all 12 normalisation settings (15 with
+    ``whiten``, the whitening dimension).
     """
     from ..embeddings.classical import fisher_vector_embedding
 
@@ -284,5 +303,11 @@ def fisher_vector_ablation(
                                           normalization="analytic", power=None, l2=False,
                                           random_state=seed, gmm=gmm,
                                           progress=stage(0.25, 0.35, "analytic Fisher vectors"))
+    if whiten is not None:
+        cap = min(len(y) + (-len(y) // cv), raw.dim)  # rows of the smallest training fold
+        if whiten > cap:
+            raise ValueError(f"whiten={whiten} exceeds what a training fold can whiten "
+                             f"(min(training rows, Fisher-vector dimension) = {cap}); choose "
+                             f"at most {cap}.")
     return normalization_ablation(raw.vectors, analytic.vectors, y, cv=cv, seed=seed,
-                                  progress=stage(0.35, 1.0))
+                                  whiten=whiten, progress=stage(0.35, 1.0))

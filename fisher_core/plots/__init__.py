@@ -8,6 +8,7 @@ from .embedding import embedding_scatter
 from .images import image_grid_figure, interpolation_strips_figure, montage, to_display
 from .results import (
     ablation_figure,
+    ablation_setting,
     class_distance_figure,
     edit_scores_figure,
     fid_alpha_figure,
@@ -17,6 +18,7 @@ from .training import gmm_selection_figure, monitor_figure, training_curves
 
 __all__ = [
     "ablation_figure",
+    "ablation_setting",
     "attribute_share_figure",
     "class_counts_figure",
     "class_distance_figure",

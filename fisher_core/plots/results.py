@@ -15,6 +15,7 @@ from ._style import MARGIN
 
 __all__ = [
     "ablation_figure",
+    "ablation_setting",
     "class_distance_figure",
     "edit_scores_figure",
     "fid_alpha_figure",
@@ -75,12 +76,19 @@ def probe_figure(rows: Rows, *, target: str = "label", height: int = 380) -> go.
                   title=f"Linear-probe accuracy ({target})", height=height)
 
 
+def ablation_setting(row: Mapping[str, Any]) -> str:
+    """A short name of one ablation row's steps after the normalisation: "plain", "√",
+    "+L2", "√+L2", "√+W64+L2" (whitened to 64 dimensions)."""
+    name = (("√" if row["power"] else "") + (f"+W{row['whiten']}" if row.get("whiten") else "")
+            + ("+L2" if row["l2"] else ""))
+    return name or "plain"
+
+
 def ablation_figure(rows: Rows, *, height: int = 400) -> go.Figure:
-    """Probe accuracy for each Fisher-vector normalisation × power × L2 setting
-    (:func:`fisher_core.fisher_vector_ablation` rows)."""
+    """Probe accuracy for each Fisher-vector normalisation × power × (whitening) × L2
+    setting (:func:`fisher_core.fisher_vector_ablation` rows)."""
     data = _columns(rows, ["normalization", "power", "l2", "accuracy", "std"], "ablation")
-    data["setting"] = [("√" if p else "") + ("+L2" if l2 else "") or "plain"
-                       for p, l2 in zip(data["power"], data["l2"], strict=True)]
+    data["setting"] = [ablation_setting(r) for r in rows]
     fig = px.bar(data, x="normalization", y="accuracy", color="setting", barmode="group",
                  error_y="std", height=height, title="Probe accuracy by FV normalisation")
     fig.update_yaxes(range=[max(0.0, min(data["accuracy"]) - 0.1), 1.0])

@@ -123,10 +123,14 @@ def best_model_name(name: str) -> str:
 def _metrics(model: nn.Module, result: TrainResult, n_train: int) -> dict[str, Any]:
     h = result.history
     bpd = [b for b in h.get("epoch_bits_per_dim", []) if b is not None]
+    scored = getattr(model, "discriminator_parameter_names", None)  # AFVs: D's parameters only
+    scored = set(scored()) if scored is not None else None
     return {
         "family": getattr(type(model), "family", type(model).__name__),
         "parameters": int(getattr(model, "n_parameters", None)
                           or sum(p.numel() for p in model.parameters())),
+        "score_parameters": None if scored is None else
+        sum(p.numel() for n, p in model.named_parameters() if n in scored),
         "epochs": result.epochs_completed,
         "steps": result.steps,
         "seconds": round(result.elapsed, 2),

@@ -306,16 +306,21 @@ class Workspace:
     def save_embedding(self, emb: Embedding, name: str) -> Entry:
         """Save an :class:`Embedding`."""
         with self.writer("embeddings", name, {"embedding": emb.metadata()}) as d:
-            save_arrays(d / "vectors.safetensors", {"vectors": emb.vectors})
+            arrays = {"vectors": emb.vectors}
+            if emb.base is not None:  # the vectors before their data-fitted steps (probes)
+                arrays["base"] = emb.base
+            save_arrays(d / "vectors.safetensors", arrays)
         return self.entry("embeddings", name)
 
     def load_embedding(self, name: str) -> Embedding:
         """Load an embedding saved with :meth:`save_embedding`."""
         def load(e: Entry) -> Embedding:
             m = e.meta["embedding"]
-            v = load_arrays(e.path / "vectors.safetensors")["vectors"]
-            return Embedding(v, m["dataset"], m["kind"], m.get("model"),
-                             m.get("normalization"), m.get("projection"), m.get("params") or {})
+            arrays = load_arrays(e.path / "vectors.safetensors")
+            post = m.get("post") if "base" in arrays else None
+            return Embedding(arrays["vectors"], m["dataset"], m["kind"], m.get("model"),
+                             m.get("normalization"), m.get("projection"), m.get("params") or {},
+                             arrays["base"] if post is not None else None, post)
         return self._read_payload("embeddings", name, load)
 
     # ------------------------------------------------------------------ results
