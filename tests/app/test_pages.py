@@ -137,6 +137,51 @@ def test_classify_page_ablation_table():
     assert not fresh.exception and len(fresh.dataframe) == 1
     np.testing.assert_allclose(fresh.dataframe[0].value["accuracy"], table["accuracy"])
     assert any(c.value.startswith("Saved ") for c in fresh.caption)
+    # whitening (issue 18): three more rows, the PCA fitted on each training fold
+    fresh.number_input(key="abl_whiten").set_value(8)
+    fresh.button(key="abl_run").click().run()
+    _rerun_until(fresh, lambda a: len(a.dataframe) > 0 and len(a.dataframe[0].value) == 15)
+    white = fresh.dataframe[0].value.iloc[12:]
+    assert list(white["setting"]) == ["√+W8+L2"] * 3
+    ref = fisher_vector_ablation(ds, ds.labels, n_components=2, patch=3, cv=2, max_images=300,
+                                 whiten=8)
+    np.testing.assert_allclose(white["accuracy"], [r["accuracy"] for r in ref[12:]])
+
+
+def test_whitened_empirical_fisher_vectors_are_probed_without_leakage(tmp_path):
+    at = _on("embeddings.py")
+    at.number_input(key="fv_k").set_value(2)
+    at.selectbox(key="fv_norm").select("empirical")
+    at.number_input(key="fv_whiten").set_value(12)
+    next(b for b in at.button if b.label == "Compute Fisher vectors").click()
+    at.run()
+    assert not at.exception and not at.error
+    name = at.session_state["embedding_name"]
+    assert name == "digits-fv-k2-p3-empirical-pow-w12-l2"
+    from fisher_core.metrics import linear_probe
+    from fisher_core.workspace import Workspace
+
+    emb = Workspace().load_embedding(name)
+    assert emb.dim == 12 and emb.base.shape == (1797, 46)
+    at.switch_page("../pages/classify.py").run()
+    at.multiselect(key="clf_embs").set_value([name])
+    at.slider(key="clf_folds").set_value(2)
+    at.button(key="clf_run").click().run()
+    _rerun_until(at, lambda a: len(a.dataframe) > 0)
+    accs = dict(zip(at.dataframe[0].value["embedding"], at.dataframe[0].value["accuracy"],
+                    strict=True))
+    from fisher_core import load_builtin
+
+    y = load_builtin("digits").labels
+    assert accs[name] == pytest.approx(linear_probe(emb, y, cv=2).accuracy)
+    # an impossible whitening is refused with the reason, and the page keeps its state
+    at.switch_page("../pages/embeddings.py").run()
+    at.number_input(key="fv_whiten").set_value(5000)  # K back at its default 16: 368 dims
+    next(b for b in at.button if b.label == "Compute Fisher vectors").click()
+    at.run()
+    assert at.error[0].value.startswith("whiten=5000 exceeds min")
+    assert at.error[0].value.endswith("choose at most 368 dimensions.")
+    assert at.session_state["embedding_name"] == name
 
 
 def test_train_page_trains_saves_and_lists_a_model():
@@ -189,7 +234,7 @@ def test_embeddings_page_deep_model_fisher_scores_and_activations(tmp_path):
     # centred and scaled by the diagonal Fisher information: unit second moment per column
     np.testing.assert_allclose((saved.vectors ** 2).mean(0), 1.0, atol=1e-2)
     at.radio(key="emb_method").set_value("Deep model").run()
-    at.selectbox(key="deep_kind").select("Network activations (baseline)")
+    at.selectbox(key="deep_kind").select("Network activations (baseline)").run()
     at.button[0].click()
     at.run()
     _rerun_until(at, lambda a: a.session_state["embedding_name"] == "px-act-mean")
@@ -197,8 +242,8 @@ def test_embeddings_page_deep_model_fisher_scores_and_activations(tmp_path):
     # exact scores, FIM and centre from 16 model samples, power and L2 (issue 18)
     at.radio(key="emb_method").set_value("Deep model").run()
     n_params = W(tmp_path / "ws").entry("models", "px").meta["metrics"]["parameters"]
+    at.selectbox(key="deep_kind").select("Fisher scores ∇θ log p(x)").run()
     assert any(f"1,797 × {n_params:,} floats" in c.value for c in at.caption)
-    at.selectbox(key="deep_kind").select("Fisher scores ∇θ log p(x)")
     at.selectbox(key="deep_proj").select("none (exact)")
     at.radio(key="deep_fim_from").set_value("model samples")
     at.number_input(key="deep_fim_n").set_value(16)
@@ -228,13 +273,21 @@ def test_embeddings_page_gan_offers_afv_and_d_pool(tmp_path):
     assert at.selectbox(key="deep_kind").options == [
         "Adversarial Fisher vectors (AFV)", "Discriminator pooled activations (D-pool)"]
     at.number_input(key="deep_dim").set_value(32)
+    # the AFV's normalisation and generator sample count (issue 18)
+    at.selectbox(key="deep_afv_norm").select("fim_diag")
+    at.number_input(key="deep_afv_n").set_value(64)
     at.button[0].click()
     at.run()
-    _rerun_until(at, lambda a: a.session_state["embedding_name"] == "gan-afv-sparse32"
+    name = "gan-afv-sparse32-fimproj-g64"
+    _rerun_until(at, lambda a: a.session_state["embedding_name"] == name
                  if "embedding_name" in a.session_state else False, timeout=180)
-    emb = Workspace(tmp_path / "ws").load_embedding("gan-afv-sparse32")
+    emb = Workspace(tmp_path / "ws").load_embedding(name)
     assert emb.kind == "afv" and emb.vectors.shape == (len(ds), 32)
+    assert emb.params["normalize"] == "fim_diag" and emb.params["n_generator_samples"] == 64
     assert np.isfinite(emb.vectors).all()
+    # projected-then-scaled: each coordinate has unit variance over the generator samples,
+    # so on real images the scale is of order one
+    assert 0.05 < float(emb.vectors.std()) < 20
 
 
 def test_selection_summary_counts_labels_and_attribute_shares():

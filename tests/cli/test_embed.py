@@ -53,6 +53,48 @@ def test_fisher_vectors_default_name_and_json(ws):
                                rtol=1e-4, atol=1e-5)
 
 
+def test_whitened_fisher_vectors_and_their_probe(ws):
+    out = ws.json("embed", "fisher-vector", "-d", "small", "-k", "2", "--whiten", "12")
+    name = "small-fv-k2-p3-analytic-pow-w12-l2"
+    assert out["embedding"] == name and out["shape"] == [300, 12]
+    w = Workspace(ws.root)
+    ref, _ = fisher_vector_embedding(w.load_dataset("small"), n_components=2, patch=3,
+                                     stride=1, whiten=12, dataset_key="workspace:small")
+    saved = w.load_embedding(name)
+    np.testing.assert_allclose(saved.vectors, ref.vectors, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(saved.base, ref.base, rtol=1e-4, atol=1e-6)
+    probe = ws.json("eval", "probe", name)["probes"][1]
+    from fisher_core.metrics import linear_probe
+
+    assert probe["accuracy"] == pytest.approx(
+        linear_probe(saved, w.load_dataset("small").labels).accuracy)
+    assert "--whiten applies to fisher-vector only" in ws.error(
+        "embed", "pixels", "-d", "small", "--whiten", "4")
+    assert "whiten=999 exceeds min(images, Fisher-vector dimension) = 46" in ws.error(
+        "embed", "fisher-vector", "-d", "small", "-k", "2", "--whiten", "999")
+
+
+def test_afv_options_equal_the_library_call(ws):
+    from fisher_core.embeddings import afv_embedding
+
+    ws("train", "ebgan", "-d", "small", "--epochs", "1", "--name", "gan", "--set",
+       "g_width=4", "--set", "d_width=4", "--set", "latent_dim=4")
+    out = ws.json("embed", "afv", "-d", "small", "-m", "gan", "--projection", "none",
+                  "--normalize", "fim_diag", "--generator-samples", "32")
+    assert out["embedding"] == "gan-afv-exact-fimproj-g32"
+    w = Workspace(ws.root)
+    model, _ = load_saved_model(w, "gan")
+    ref = afv_embedding(model, w.load_dataset("small").images, dim=None, projection=None,
+                        normalize="fim_diag", n_generator_samples=32)
+    saved = w.load_embedding(out["embedding"])
+    n_disc = sum(p.numel() for n, p in model.named_parameters() if n.startswith("disc."))
+    assert saved.dim == n_disc == w.entry("models", "gan").meta["metrics"]["score_parameters"]
+    np.testing.assert_allclose(saved.vectors, ref.vectors, rtol=1e-4, atol=1e-5)
+    assert saved.params["n_generator_samples"] == 32 and saved.params["normalize"] == "fim_diag"
+    assert ws.error("embed", "afv", "-d", "small", "-m", "gan", "--normalize", "none") == (
+        "Error: --normalize none: afv takes fim_diag_exact or fim_diag.")
+
+
 def test_activations_human_output(ws):
     result = ws("embed", "activations", "-d", "small", "-m", "pc", json_mode=False)
     assert re.match(r"Saved embedding pc-act-mean: activations · pc · none, 300 × \d+ "

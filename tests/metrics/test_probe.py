@@ -122,7 +122,7 @@ def test_probe_refits_data_fitted_steps_on_training_folds_only(monkeypatch):
     r = linear_probe(emb, y, cv=4, seed=1)
     folds = list(StratifiedKFold(4, shuffle=True, random_state=1).split(X, y))
     assert len(seen) == 4
-    for Z, (tr, te) in zip(seen, folds, strict=True):
+    for Z, (tr, _te) in zip(seen, folds, strict=True):
         np.testing.assert_array_equal(Z, X[tr])  # the training rows, before any step
     # and the result is the hand-written loop that refits the steps per fold
     accs = []
