@@ -114,7 +114,7 @@ def show_estimate(ds: ImageDataset, ds_key: str, family: str, config: dict, batc
                      for p in PRESETS)
     st.caption(f"Estimated on this machine: {est}; {epochs} epochs ≈ "
                f"{duration(per_step * steps * epochs * 1.1)}"
-               + (" plus the Fisher monitor" if family == "ebgan" else "") + ".")
+               + " plus the Fisher monitor.")
 
 
 def config_form(family: str, ds: ImageDataset) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Metrics: FID-vs-α curves, attribute-edit scores and class-to-class Fisher distances."""
+"""Metrics: FID-vs-α curves, attribute-edit scores, the Fisher training monitor and the
+training-set-size sweep, and class-to-class Fisher distances."""
 
 import numpy as np
 import pandas as pd
@@ -6,6 +7,7 @@ import streamlit as st
 
 from app.embeddings_ui import saved_embeddings
 from app.jobs_ui import status
+from app.monitor_ui import monitor_panel, sweep_panel
 from app.spaces_ui import decoder_panel, embedding, pick_spaces
 from app.state import current_dataset, jobs, run_in_background, session_job, workspace
 from fisher_core.metrics import (
@@ -17,7 +19,6 @@ from fisher_core.plots import (
     class_distance_figure,
     edit_scores_figure,
     fid_alpha_figure,
-    monitor_figure,
 )
 from fisher_core.workspace import (
     EntryError,
@@ -25,8 +26,6 @@ from fisher_core.workspace import (
     extractor_entry,
     extractor_name,
     fid_curves,
-    list_models,
-    saved_monitor,
     train_extractor,
 )
 
@@ -156,15 +155,9 @@ if edits is not None and len(edits):
     st.download_button("Download edit scores (CSV)", edits.to_csv(index=False),
                        "edit_scores.csv", key="met_edit_csv")
 
-# ------------------------------------------------------------------ GAN training monitor
-runs = {e.name: saved_monitor(workspace(), e.name) for e in list_models(workspace(), ds_key)
-        if e.meta.get("family") == "ebgan"}
-runs = {k: v for k, v in runs.items() if v and v.get("history")}
-if runs:
-    st.subheader("EBM-GAN training monitor")
-    run = st.selectbox("Run", list(runs), key="met_run")
-    st.plotly_chart(monitor_figure(runs[run]["history"], f"{run}: real vs generated"),
-                    key="met_monitor", width="stretch")
+# ------------------------------------------------------------------ Fisher monitor, sweep
+monitor_panel(ds_key)
+sweep_panel(ds, ds_key)
 
 # ------------------------------------------------------------------ class distances
 st.subheader("Fisher distance between classes")

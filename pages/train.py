@@ -144,7 +144,13 @@ if grid is not None:
     st.image(montage(grid, columns=8, min_side=48), caption=f"{pick}: samples at its last epoch")
 mon = saved_monitor(workspace(), pick)
 if mon and mon.get("history"):
-    st.plotly_chart(monitor_figure(mon["history"], f"{pick}: real vs generated"),
+    energy = mon.get("energy", True)  # monitors saved before issue 18 were GANs'
+    st.plotly_chart(monitor_figure(mon["history"], f"{pick}: Fisher monitor, real images vs "
+                                   "the model's samples", mark_best=energy),
                     key="train_monitor", width="stretch")
-    st.caption("Models ending in “-best” hold the weights at the step with the lowest held-out "
-               "Fisher distance (the star); pick them like any other model.")
+    st.caption("Distances between the model's normalised Fisher scores of real images and of "
+               "its own samples (Zhai et al. 2019): a widening gap between training and "
+               "held-out images is over-fitting."
+               + (" Models ending in “-best” hold the weights at the step with the lowest "
+                  "held-out Fisher distance (the star); pick them like any other model."
+                  if energy else ""))

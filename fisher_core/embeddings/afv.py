@@ -96,7 +96,9 @@ def generator_samples(model: nn.Module, n: int, *, seed: int = 0,
     """
     check_gan(model)
     positive_int(n, "n_generator_samples")
-    gen = torch.Generator(device=next(model.parameters()).device)
+    where = next(iter(model.parameters()), None)
+    where = where if where is not None else next(iter(model.buffers()))  # fitted by EM
+    gen = torch.Generator(device=where.device)
     gen.manual_seed(int(seed))
     parts = [model.sample(min(batch_size, n - s), generator=gen)
              for s in range(0, n, batch_size)]

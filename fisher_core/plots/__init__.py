@@ -14,7 +14,7 @@ from .results import (
     fid_alpha_figure,
     probe_figure,
 )
-from .training import gmm_selection_figure, monitor_figure, training_curves
+from .training import gmm_selection_figure, monitor_figure, size_sweep_figure, training_curves
 
 __all__ = [
     "ablation_figure",
@@ -29,6 +29,7 @@ __all__ = [
     "image_grid_figure",
     "interpolation_strips_figure",
     "monitor_figure",
+    "size_sweep_figure",
     "montage",
     "probe_figure",
     "to_display",

@@ -31,9 +31,11 @@ from .runs import (
     train_and_save,
 )
 from .store import KINDS, Entry, EntryError, Workspace, check_name, default_root
+from .sweep import MONITOR_COLUMNS, training_size_sweep
 
 __all__ = [
     "KINDS",
+    "MONITOR_COLUMNS",
     "Entry",
     "EntryError",
     "Job",
@@ -67,5 +69,6 @@ __all__ = [
     "saved_samples",
     "train_and_save",
     "train_embedding_decoder",
+    "training_size_sweep",
     "train_extractor",
 ]

@@ -64,6 +64,7 @@ class RunLog:
         self.samples: np.ndarray | None = None
         self.last: ProgressEvent | None = None
         self.monitor: list[dict[str, float]] = []  # FisherMonitor history, when there is one
+        self.energy = False  # the monitor judges an energy model (no likelihood)
         self._stride = 1
 
     def __call__(self, event: ProgressEvent) -> None:
@@ -85,7 +86,7 @@ class RunLog:
         """A copy safe to hand to another thread."""
         return {"steps": list(self.steps), "step_metrics": list(self.step_metrics),
                 "epochs": list(self.epochs), "samples": self.samples, "last": self.last,
-                "monitor": list(self.monitor)}
+                "monitor": list(self.monitor), "energy": self.energy}
 
 
 @dataclass
@@ -163,6 +164,9 @@ def train_and_save(
     early_stopping_patience: int | None = 3,
     log: RunLog | None = None,
     monitor_every: int | None = None,
+    monitor: bool = True,
+    heldout: ImageDataset | None = None,
+    restore_best: bool = True,
     resume: bool = False,
 ) -> ModelRun:
     """Build a model of ``family`` for ``ds``, train it, and save it to the workspace.
@@ -185,11 +189,22 @@ def train_and_save(
     log : RunLog, optional
         Receives every event (pass one to read curves live from another thread).
     monitor_every : int or None, default=None
-        For an energy-based GAN (a family with ``normalized = False``): evaluate the Fisher
-        distance between real (training and held-out) and generated sets every this many
-        steps (:class:`fisher_core.metrics.FisherMonitor`); ``None`` picks about 12 evaluations
-        per run. The history is saved as ``monitor.json``, and the weights with the best
-        held-out value as a second model :func:`best_model_name` (``<name>-best``).
+        Evaluate the Fisher distance and similarity between real (training and held-out)
+        images and the model's samples every this many steps
+        (:class:`fisher_core.metrics.FisherMonitor`); ``None`` picks about 12 evaluations
+        per run for an energy-based GAN (a family with ``normalized = False``), 4 for a
+        likelihood model, every 10 EM iterations for a patch GMM. The history is saved as
+        ``monitor.json``; for a GAN, the weights with the best held-out value also as a
+        second model :func:`best_model_name` (``<name>-best``).
+    monitor : bool, default=True
+        Run the Fisher monitor at all (it needs held-out images).
+    heldout : ImageDataset, optional
+        Validation images given explicitly (all of ``ds`` is then trained on and
+        ``val_fraction`` is ignored): the same held-out set for several runs, as in
+        :func:`training_size_sweep`.
+    restore_best : bool, default=True
+        A likelihood model ends with the weights of its best validation epoch; ``False``
+        keeps the last ones (to watch over-fitting).
     dataset_key : str
         Recorded with the saved model, so pages can list the models of a dataset.
     resume : bool, default=False
@@ -213,18 +228,19 @@ def train_and_save(
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = build_model(family, **cfg)
-    val = None
+    val = None if heldout is None else heldout.images
     train_ds = ds
-    if val_fraction > 0 and len(ds) >= 20:
+    if heldout is None and val_fraction > 0 and len(ds) >= 20:
         train_ds, val_ds = ds.split(test_size=val_fraction, seed=seed)
         val = val_ds.images
-    monitor = _monitor(model, train_ds, val, epochs, batch_size, monitor_every, seed)
-    if monitor is not None:
-        log.monitor = monitor.history  # the same list: readers see evaluations as they land
+    watcher = _monitor(model, train_ds, val, epochs, batch_size, monitor_every, seed, monitor)
+    if watcher is not None:
+        log.monitor = watcher.history  # the same list: readers see evaluations as they land
+        log.energy = watcher.energy
 
     def report(event: ProgressEvent) -> None:
-        if monitor is not None:
-            monitor(event)
+        if watcher is not None:
+            watcher(event)
         log(event)
         if callback is not None:
             callback(event)
@@ -237,7 +253,7 @@ def train_and_save(
                            "val_fraction": val_fraction, "seed": seed, "n_samples": n_samples,
                            "max_seconds": max_seconds,
                            "early_stopping_patience": early_stopping_patience,
-                           "monitor_every": monitor_every}}
+                           "monitor_every": monitor_every, "monitor": monitor}}
     if getattr(model, "fitted_by_em", False):  # the patch GMM: EM, seconds, no epochs
         if resume:
             raise ValueError(f"a {family} model is fitted by EM in one go; there is no "
@@ -246,7 +262,7 @@ def train_and_save(
                                callback=report, cancel=cancel, max_seconds=max_seconds,
                                n_samples=n_samples)
         return _finish(model, result, train_ds, workspace, name, family, dataset_key or ds.name,
-                       log, monitor, best_name)
+                       log, watcher, best_name)
     with contextlib.ExitStack() as stack:
         if workspace is not None and name:  # checkpoints outlive this process
             ckpt = checkpoint_dir(workspace, name)
@@ -263,10 +279,11 @@ def train_and_save(
         result = train(model, train_ds.images, val_images=val, epochs=epochs,
                        batch_size=batch_size, lr=lr, seed=seed, callback=report,
                        n_samples=n_samples, early_stopping_patience=patience,
-                       restore_best=val is not None and normalized, checkpoint_dir=ckpt,
+                       restore_best=restore_best and val is not None and normalized,
+                       checkpoint_dir=ckpt,
                        cancel=cancel, max_seconds=max_seconds, resume=resume)
     return _finish(model, result, train_ds, workspace, name, family, dataset_key or ds.name,
-                   log, monitor, best_name)
+                   log, watcher, best_name)
 
 
 def _finish(model: nn.Module, result: TrainResult, train_ds: ImageDataset,
@@ -282,8 +299,9 @@ def _finish(model: nn.Module, result: TrainResult, train_ds: ImageDataset,
             if log.samples is not None:
                 np.save(folder / SAMPLES_FILE, np.asarray(log.samples, dtype=np.float32))
             if monitor is not None:
-                atomic_write_json(folder / MONITOR_FILE, {"history": monitor.history,
-                                                          "best": monitor.best})
+                atomic_write_json(folder / MONITOR_FILE, {
+                "history": monitor.history, "energy": monitor.energy,
+                "best": monitor.best if monitor.keep_best else None})
         if monitor is not None and monitor.best_state is not None:
             _save_best(workspace, best_name, name, model, monitor, meta)
     if workspace is not None and name:
@@ -320,15 +338,23 @@ def resume_run(workspace: Workspace, name: str, ds: ImageDataset, **kwargs: Any)
 
 
 def _monitor(model: nn.Module, train_ds: ImageDataset, val: np.ndarray | None, epochs: int,
-             batch_size: int | None, every: int | None, seed: int):
-    """A FisherMonitor for GANs read as energy models; None for likelihood models."""
-    if getattr(type(model), "normalized", True) or val is None or len(val) < 2:
+             batch_size: int | None, every: int | None, seed: int, enabled: bool):
+    """A FisherMonitor for every family: about 12 evaluations per run for an energy-based
+    GAN (its only judge, and it picks the best step), 4 for a likelihood model (its samples
+    can be slow: an autoregressive model draws pixel by pixel), every ~10 EM iterations for
+    a patch GMM; None when disabled or without held-out images."""
+    if not enabled or val is None or len(val) < 2:
         return None
     from ..metrics.monitor import FisherMonitor
 
-    bs = batch_size or getattr(type(model), "training_defaults", {}).get("batch_size", 64)
-    total = epochs * -(-len(train_ds) // bs)
-    every = every or max(1, total // 12)
+    if model.fitted_by_em:
+        total, share = model.config.max_iter, 10
+        every = every or 10
+    else:
+        bs = batch_size or getattr(type(model), "training_defaults", {}).get("batch_size", 64)
+        total = epochs * -(-len(train_ds) // bs)
+        share = 12 if not getattr(type(model), "normalized", True) else 4
+    every = every or max(1, total // share)
     return FisherMonitor(model, train_ds.images, val, every=every, n=64, seed=seed)
 
 
@@ -343,6 +369,7 @@ def _save_best(workspace: Workspace, best_name: str, name: str, model: nn.Module
     with workspace.writer("models", best_name, best_meta) as folder:
         save_model(best, folder, metrics=metrics)
         atomic_write_json(folder / MONITOR_FILE, {"history": monitor.history,
+                                                  "energy": monitor.energy,
                                                   "best": monitor.best})
 
 
@@ -383,7 +410,7 @@ def load_saved_model(workspace: Workspace, name: str) -> tuple[nn.Module, dict[s
 
 
 def saved_monitor(workspace: Workspace, name: str) -> dict[str, Any] | None:
-    """The Fisher-distance training monitor of ``models/name`` (GANs), or None."""
+    """The Fisher training monitor of ``models/name`` (history, energy, best), or None."""
     return _optional(workspace, name, lambda e: read_json(e.path / MONITOR_FILE))
 
 
