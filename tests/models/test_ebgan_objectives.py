@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from scipy.special import digamma, gammaln
 
+from fisher_core.embeddings.afv import adversarial_fisher_vectors
 from fisher_core.models import EBGAN, ConfigError, EBGANConfig, load_model, save_model
 from fisher_core.models.ebgan import (
     OBJECTIVES,
@@ -148,6 +149,10 @@ def test_log_loss_log_prob_is_log_sigmoid_of_the_logit():
     a1 = model.disc.logit(model._to_disc_input(x[:1]))
     g_a, = torch.autograd.grad(a1.sum(), w)
     torch.testing.assert_close(g_lp, (1 - torch.sigmoid(a1.detach())) * g_a)
+    afv = adversarial_fisher_vectors(model, x, n_generator_samples=32, dim=None,
+                                     projection=None)
+    n_params = sum(p.numel() for p in model.disc.parameters())
+    assert afv.shape == (6, n_params) and np.isfinite(afv).all()
 
 
 def test_log_loss_training_is_finite_and_separates_real_from_generated():
