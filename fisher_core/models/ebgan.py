@@ -410,7 +410,7 @@ class EBGAN(GenerativeModel):
         extra: dict[str, float] = {}
         if cfg.objective == "log_loss":
             entropy = None
-            if cfg.entropy_weight > 0:
+            if cfg.entropy_weight > 0 and b > 1:  # one image has no neighbour
                 entropy = knn_entropy(fake) / fake[0].numel()  # nats per pixel value
                 extra["entropy"] = float(entropy.detach())
             loss = log_generator_loss(a_gen, entropy, entropy_weight=cfg.entropy_weight)

@@ -26,6 +26,13 @@ All log-loss terms work on logits through ``softplus`` (``−log σ(a) = softplu
 
 :func:`mix_real` builds the negative batch of the D update from a mixture of the sampler and
 the data (the ``real_mix`` option).
+
+Sources: the energy-based reading (D the negative energy, ``log Z`` through generator samples,
+G minimising ``KL(q_G ‖ pθ)``, hence an entropy term) is Zhai et al.'s; the reference code
+(apple/ml-afv) implements only the least-squares and hinge losses, a ``gsteps`` loop and no
+entropy estimate or real-image mixing. The exact text of the paper's Section 2 could not be
+consulted when this was written, so the log-loss form, the entropy estimator and the
+per-image reading of ``real_mix`` are the choices documented here, not quotations.
 """
 
 from __future__ import annotations

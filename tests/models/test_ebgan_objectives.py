@@ -170,6 +170,9 @@ def test_log_loss_training_is_finite_and_separates_real_from_generated():
         real_score = float(model.log_prob(x).mean())
         fake_score = float(model.log_prob(model.sample(64, generator=0)).mean())
     assert real_score > fake_score
+    # a last batch of one image: no neighbour, so no entropy term, but a finite step
+    out = model.train().training_step(x[:1], model.configure_optimizers(1e-3))
+    assert math.isfinite(out["loss"]) and "entropy" not in out
 
 
 def _counting(fn, calls: dict[str, int], name: str):
