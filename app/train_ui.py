@@ -27,6 +27,7 @@ from fisher_core.workspace import (
 CHOICES = {
     "likelihood": ("categorical", "bernoulli", "gaussian"),
     "output": ("categorical", "logistic"),
+    "objective": ("least_squares", "log_loss"),
 }
 # Epochs that give recognisable samples on the built-in data in about two CPU minutes.
 DEFAULT_EPOCHS = {"pixelcnn": 4, "vae": 9, "ebgan": 10, "fvvae": 30}
@@ -46,6 +47,8 @@ LABELS = {
     "patch": "patch side (0 = auto)", "stride": "stride (0 = auto)",
     "pca": "PCA dims (0 = none)", "max_descriptors": "descriptors fitted",
     "max_iter": "EM iterations at most", "tol": "EM tolerance",
+    "objective": "GAN objective", "entropy_weight": "generator entropy weight λ",
+    "g_steps": "G updates per D update", "real_mix": "real-mix probability p",
 }
 # Integer fields whose range is not the default 1..4096.
 BOUNDS = {"patch": (0, 64), "stride": (0, 64), "pca": (0, 4096),

@@ -56,6 +56,30 @@ def test_errors_before_any_training(ws, args, line):
     assert re.fullmatch(line, got), got
 
 
+def test_ebgan_objective_options_parse_and_reach_the_saved_model(ws):
+    out = ws.json("train", "ebgan", "-d", "small", "--epochs", "1", "--name", "gan-ll",
+                  "--set", "objective=log_loss", "--set", "g_steps=2", "--set", "real_mix=0.1",
+                  "--set", "g_width=4", "--set", "d_width=3", "--set", "latent_dim=4")
+    assert out["config"] == {"objective": "log_loss", "g_steps": 2, "real_mix": 0.1,
+                             "g_width": 4, "d_width": 3, "latent_dim": 4}
+    model, _ = load_saved_model(Workspace(ws.root), "gan-ll")
+    assert (model.config.objective, model.config.g_steps, model.config.real_mix) == (
+        "log_loss", 2, 0.1)
+    assert model.config.entropy_weight == 0.1  # not set: the default
+
+
+@pytest.mark.parametrize(("setting", "line"), [
+    ("objective=hinge", r"Error: EBGANConfig\.objective must be one of 'least_squares', "
+                        r"'log_loss'; got 'hinge'\."),
+    ("g_steps=two", r"Error: --set g_steps=two: expected an integer\."),
+    ("real_mix=1", r"Error: EBGANConfig\.real_mix must be a number in \[0\.0, 1\.0\); "
+                   r"got 1\.0\."),
+])
+def test_ebgan_option_errors(ws, setting, line):
+    got = ws.error("train", "ebgan", "-d", "small", "--epochs", "1", "--set", setting)
+    assert re.fullmatch(line, got), got
+
+
 def test_unknown_set_key_lists_the_valid_ones(ws):
     line = ws.error("train", "vae", "-d", "small", "--set", "nope=1")
     assert line.startswith("Error: --set nope: vae has no such setting; valid keys are hidden, ")
