@@ -14,6 +14,7 @@ from fisher_core.data import ImageDataset
 from fisher_core.models import MODEL_FAMILIES
 from fisher_core.plots import monitor_figure, size_sweep_figure
 from fisher_core.workspace import (
+    MONITOR_COLUMNS,
     list_models,
     load_rows,
     save_rows,
@@ -21,6 +22,7 @@ from fisher_core.workspace import (
     training_size_sweep,
 )
 
+SWEEP_ORDER = ("n_train", *MONITOR_COLUMNS, "val_nll", "epochs", "steps", "seconds")
 SWEEP_SIZES = (50, 100, 200, 400, 800, 1600)
 # small models: a sweep trains one per size (the family's defaults otherwise)
 SWEEP_CONFIGS = {"pixelcnn": {"hidden": 16, "n_blocks": 3}, "vae": {}, "ebgan": {},
@@ -71,6 +73,7 @@ def sweep_panel(ds: ImageDataset, ds_key: str) -> None:
     st.plotly_chart(size_sweep_figure(rows, f"{family} on {ds.name}"), key="sweep_chart",
                     width="stretch")
     df = pd.DataFrame(rows)
+    df = df[[c for c in SWEEP_ORDER if c in df] + [c for c in df if c not in SWEEP_ORDER]]
     st.caption(f"Saved {time.strftime('%Y-%m-%d %H:%M', time.localtime(when))}")
     st.dataframe(df.style.format({c: "{:.3f}" for c in df.columns if c.endswith(("fd", "fsim"))}),
                  hide_index=True)

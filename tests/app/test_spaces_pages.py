@@ -130,3 +130,29 @@ def test_decoder_architecture_choice_trains_a_conditional_pixelcnn(tmp_path, mon
     assert list(table["embedding"]) == ["digits-pixels"]
     assert list(table["decoder"]) == ["conditional PixelCNN"]
     assert ws.entry("decoders", "digits-pixels").meta["architecture"] == "pixelcnn"
+
+
+def test_metrics_page_fisher_monitor_and_size_sweep(tmp_path):
+    """Issue 18: the monitor of any family's run, and the training-set-size sweep, on the
+    Metrics page; the sweep's table is the library's for the same settings."""
+    from fisher_core.workspace import train_and_save, training_size_sweep
+
+    from .test_pages import _rerun_until
+
+    ds = load_builtin("digits")
+    train_and_save(ds, "gmm", config={"n_components": 3}, workspace=Workspace(tmp_path / "ws"),
+                   name="g3", dataset_key="builtin:digits")
+    at = _on("metrics.py")
+    assert at.selectbox(key="met_run").value == "g3"
+    titles = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("g3: real vs the model" in t for t in titles)
+    at.selectbox(key="sweep_family").select("gmm").run()
+    at.multiselect(key="sweep_sizes").set_value([50, 100]).run()
+    at.button(key="sweep_go").click().run()
+    _rerun_until(at, lambda a: any(d.value.columns[0] == "n_train" for d in a.dataframe),
+                 timeout=120)
+    table = next(d.value for d in at.dataframe if d.value.columns[0] == "n_train")
+    ref = training_size_sweep(ds, "gmm", [50, 100], config={"n_components": 8}, steps=300)
+    assert list(table["n_train"]) == [50, 100]
+    np.testing.assert_allclose(table["heldout_fd"], [r["heldout_fd"] for r in ref], rtol=1e-6)
+    assert any("Fisher similarity" in c.proto.spec for c in at.get("plotly_chart"))
