@@ -15,18 +15,17 @@ from fisher_core.models import MODEL_FAMILIES
 from fisher_core.plots import monitor_figure, size_sweep_figure
 from fisher_core.workspace import (
     MONITOR_COLUMNS,
+    SWEEP_CONFIGS,
     list_models,
     load_rows,
     save_rows,
     saved_monitor,
+    sweep_key,
     training_size_sweep,
 )
 
 SWEEP_ORDER = ("n_train", *MONITOR_COLUMNS, "val_nll", "epochs", "steps", "seconds")
 SWEEP_SIZES = (50, 100, 200, 400, 800, 1600)
-# small models: a sweep trains one per size (the family's defaults otherwise)
-SWEEP_CONFIGS = {"pixelcnn": {"hidden": 16, "n_blocks": 3}, "vae": {}, "ebgan": {},
-                 "fvvae": {}, "gmm": {"n_components": 8}}
 
 
 def monitor_panel(ds_key: str) -> None:
@@ -60,7 +59,7 @@ def sweep_panel(ds: ImageDataset, ds_key: str) -> None:
     steps = c[2].number_input("Steps per run", 20, 20_000, 300, step=50, key="sweep_steps",
                               disabled=MODEL_FAMILIES[family][0].fitted_by_em,
                               help="The same for every size; EM runs to convergence.")
-    key = {"dataset": ds_key, "family": family, "sizes": sorted(sizes), "steps": int(steps)}
+    key = sweep_key(ds_key, family, sizes, int(steps), SWEEP_CONFIGS.get(family, {}))
     job = session_job(f"sweep:{ds_key}")
     if st.button("Run sweep", key="sweep_go", disabled=len(sizes) < 2,
                  help="Pick at least two sizes."):
@@ -80,7 +79,7 @@ def sweep_panel(ds: ImageDataset, ds_key: str) -> None:
 
 
 def _sweep(ds: ImageDataset, family: str, key: dict, progress) -> list[dict]:
-    rows = training_size_sweep(ds, family, key["sizes"], config=SWEEP_CONFIGS.get(family),
+    rows = training_size_sweep(ds, family, key["sizes"], config=key["config"],
                                steps=key["steps"], progress=progress)
     save_rows(workspace(), "size-sweep", key, rows)
     return rows

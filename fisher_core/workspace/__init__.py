@@ -31,11 +31,12 @@ from .runs import (
     train_and_save,
 )
 from .store import KINDS, Entry, EntryError, Workspace, check_name, default_root
-from .sweep import MONITOR_COLUMNS, training_size_sweep
+from .sweep import MONITOR_COLUMNS, SWEEP_CONFIGS, sweep_key, training_size_sweep
 
 __all__ = [
     "KINDS",
     "MONITOR_COLUMNS",
+    "SWEEP_CONFIGS",
     "Entry",
     "EntryError",
     "Job",
@@ -69,6 +70,7 @@ __all__ = [
     "saved_samples",
     "train_and_save",
     "train_embedding_decoder",
+    "sweep_key",
     "training_size_sweep",
     "train_extractor",
 ]

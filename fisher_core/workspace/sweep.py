@@ -15,9 +15,11 @@ from ..data.dataset import ImageDataset
 from ..models import MODEL_FAMILIES
 from .runs import RunLog, train_and_save
 
-__all__ = ["MONITOR_COLUMNS", "training_size_sweep"]
+__all__ = ["MONITOR_COLUMNS", "SWEEP_CONFIGS", "sweep_key", "training_size_sweep"]
 
 MONITOR_COLUMNS = ("train_fd", "heldout_fd", "train_fsim", "heldout_fsim", "train_heldout_fd")
+# A sweep trains one model per size: the families' defaults, except a smaller patch GMM.
+SWEEP_CONFIGS: dict[str, dict[str, Any]] = {"gmm": {"n_components": 8}}
 
 
 def _sizes(sizes: Sequence[int], available: int) -> list[int]:
@@ -64,7 +66,8 @@ def training_size_sweep(
     sizes : sequence of int
         Training-set sizes (sorted, duplicates dropped).
     config : dict, optional
-        Model config fields (as for :func:`train_and_save`).
+        Model config fields (as for :func:`train_and_save`); ``None``:
+        :data:`SWEEP_CONFIGS` for the family (its defaults otherwise).
     steps : int or None, default=None
         Optimisation steps per run, rounded up to whole epochs; ``None``: the steps of 3
         epochs over the largest subset.
@@ -90,6 +93,7 @@ def training_size_sweep(
                          f"{', '.join(sorted(MODEL_FAMILIES))}.")
     if not 0.05 <= heldout_fraction <= 0.5:
         raise ValueError(f"heldout_fraction must be in [0.05, 0.5]; got {heldout_fraction!r}.")
+    config = SWEEP_CONFIGS.get(family, {}) if config is None else config
     train_all, held = ds.split(test_size=heldout_fraction, seed=seed,
                                stratify=ds.labels is not None)
     sizes = _sizes(sizes, len(train_all))
@@ -124,3 +128,11 @@ def training_size_sweep(
     if progress:
         progress(1.0, "done")
     return rows
+
+
+def sweep_key(dataset_key: str, family: str, sizes: Sequence[int], steps: int | None,
+              config: dict[str, Any]) -> dict[str, Any]:
+    """The settings a saved sweep is filed under (:func:`save_rows` kind ``"size-sweep"``),
+    the same from the app and the command line."""
+    return {"dataset": dataset_key, "family": family, "sizes": sorted({int(n) for n in sizes}),
+            "steps": steps, "config": dict(config)}

@@ -152,7 +152,7 @@ def test_metrics_page_fisher_monitor_and_size_sweep(tmp_path):
     _rerun_until(at, lambda a: any(d.value.columns[0] == "n_train" for d in a.dataframe),
                  timeout=120)
     table = next(d.value for d in at.dataframe if d.value.columns[0] == "n_train")
-    ref = training_size_sweep(ds, "gmm", [50, 100], config={"n_components": 8}, steps=300)
+    ref = training_size_sweep(ds, "gmm", [50, 100], steps=300)
     assert list(table["n_train"]) == [50, 100]
     np.testing.assert_allclose(table["heldout_fd"], [r["heldout_fd"] for r in ref], rtol=1e-6)
     assert any("Fisher similarity" in c.proto.spec for c in at.get("plotly_chart"))

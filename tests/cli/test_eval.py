@@ -103,3 +103,25 @@ def test_edits(ws):
 def test_errors(ws, args, line):
     assert ws.error("eval", *args) == line.format(root=ws.root)
     assert not Workspace(ws.root).exists("decoders", "scores")  # nothing trained
+
+
+def test_size_sweep_equals_the_library_and_the_app_finds_it(ws):
+    from fisher_core.workspace import load_rows, sweep_key, training_size_sweep
+
+    out = ws.json("eval", "size-sweep", "-d", "small", "-f", "gmm", "--sizes", "40,120",
+                  "--set", "n_components=3")
+    w = Workspace(ws.root)
+    ref = training_size_sweep(w.load_dataset("small"), "gmm", [40, 120],
+                              config={"n_components": 3}, steps=300)
+    assert [r["n_train"] for r in out["rows"]] == [40, 120]
+    np.testing.assert_allclose([r["heldout_fd"] for r in out["rows"]],
+                               [r["heldout_fd"] for r in ref], rtol=1e-6)
+    saved, _ = load_rows(w, "size-sweep", sweep_key("workspace:small", "gmm", [40, 120], 300,
+                                                    {"n_components": 3}))
+    assert [r["train_fd"] for r in saved] == [r["train_fd"] for r in out["rows"]]
+    assert ws.error("eval", "size-sweep", "-d", "small", "-f", "gan") == (
+        "Error: --family gan: choose one of pixelcnn, vae, ebgan, fvvae, gmm.")
+    assert ws.error("eval", "size-sweep", "-d", "small", "-f", "gmm", "--sizes", "10,x") == (
+        "Error: --sizes 10,x: give whole numbers, e.g. 50,100,200.")
+    assert ws.error("eval", "size-sweep", "-d", "small", "-f", "gmm", "--sizes",
+                    "10,9999").startswith("Error: training-set sizes must be between 2 and 240")
