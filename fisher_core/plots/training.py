@@ -70,7 +70,8 @@ def monitor_figure(history: Sequence[Mapping[str, float]], title: str = "", *,
                 line=dict(color=_COLOURS[col.replace("fsim", "fd")])), row=1, col=2)
         fig.update_yaxes(title_text="exp(−10 · mean Δ² / var)", range=[0, 1.05], row=1, col=2)
         fig.update_xaxes(title_text="step", row=1, col=2)
-    fig.update_layout(title=title or None, height=360, margin=MARGIN,
+    fig.update_layout(title=title or None, height=380 if title else 360,
+                      margin={**MARGIN, "t": 90} if title else MARGIN,
                       legend=dict(orientation="h", y=-0.25))
     return fig
 
@@ -159,6 +160,7 @@ def size_sweep_figure(rows: Sequence[Mapping[str, Any]], title: str = "") -> go.
                          ticktext=[f"{n:,}" for n in sizes], row=1, col=c)
     fig.update_yaxes(title_text="Fisher distance", row=1, col=1)
     fig.update_yaxes(title_text="Fisher similarity", range=[0, 1.05], row=1, col=2)
-    fig.update_layout(title=title or None, height=360, margin=MARGIN,
+    fig.update_layout(title=title or None, height=380 if title else 360,
+                      margin={**MARGIN, "t": 90} if title else MARGIN,
                       legend=dict(orientation="h", y=-0.25))
     return fig
