@@ -1,7 +1,7 @@
 """Dataset → :class:`Embedding` (an N × k array plus what made it): classical GMM Fisher vectors,
 deep Fisher scores, activations, latents, adversarial Fisher vectors and D-pool, FV-VAE,
-pixels. What one does with an embedding is :mod:`fisher_core.explore` and
-:mod:`fisher_core.metrics`.
+pixels, and the local-descriptor baselines (dense / SIFT / ORB × Fisher vector / VLAD / BoW).
+What one does with an embedding is :mod:`fisher_core.explore` and :mod:`fisher_core.metrics`.
 """
 
 from .afv import (
@@ -29,8 +29,11 @@ from .export import (
     projector_selection,
 )
 from .fvvae import fvvae_embedding
+from .local import DESCRIPTOR_KINDS, ENCODINGS, local_descriptor_embedding
 
 __all__ = [
+    "DESCRIPTOR_KINDS",
+    "ENCODINGS",
     "POOLS",
     "Embedding",
     "activation_embedding",
@@ -50,6 +53,7 @@ __all__ = [
     "fvvae_embedding",
     "generator_samples",
     "latent_embedding",
+    "local_descriptor_embedding",
     "pixel_embedding",
     "power_l2",
     "projector_selection",
