@@ -29,11 +29,18 @@ from .export import (
     projector_selection,
 )
 from .fvvae import fvvae_embedding
-from .local import DESCRIPTOR_KINDS, ENCODINGS, local_descriptor_embedding
+from .local import (
+    DESCRIPTOR_KINDS,
+    ENCODINGS,
+    KEYPOINT_PCA,
+    local_descriptor_embedding,
+    local_embedding_name,
+)
 
 __all__ = [
     "DESCRIPTOR_KINDS",
     "ENCODINGS",
+    "KEYPOINT_PCA",
     "POOLS",
     "Embedding",
     "activation_embedding",
@@ -54,6 +61,7 @@ __all__ = [
     "generator_samples",
     "latent_embedding",
     "local_descriptor_embedding",
+    "local_embedding_name",
     "pixel_embedding",
     "power_l2",
     "projector_selection",

@@ -15,12 +15,35 @@ from ..data.dataset import ImageDataset
 from .classical import Progress, _noop, fisher_vector_embedding
 from .embedding import Embedding
 
-__all__ = ["DESCRIPTOR_KINDS", "ENCODINGS", "local_descriptor_embedding"]
+__all__ = ["DESCRIPTOR_KINDS", "ENCODINGS", "KEYPOINT_PCA", "local_descriptor_embedding",
+           "local_embedding_name"]
 
 DESCRIPTOR_KINDS = ("dense", "sift", "orb")
 # encoding → Embedding.kind
 ENCODINGS = {"fisher": "fisher_vector", "vlad": "vlad", "bow": "bow"}
 KEYPOINT_PCA = 32  # what pca="auto" means for SIFT / ORB (dense: no PCA, as today)
+
+
+def _resolve_pca(descriptors: str, pca: int | None | str) -> int | None:
+    if pca == "auto":
+        return None if descriptors == "dense" else KEYPOINT_PCA
+    return pca
+
+
+def local_embedding_name(dataset: str, descriptors: str, encoding: str, n_components: int, *,
+                         pca: int | None | str = "auto", patch: int | None = None,
+                         power: float | None = 0.5, l2: bool = True) -> str:
+    """The default workspace name of a baseline, as the app and ``fisherlab embed`` give it.
+
+    ``"faces-sift-vlad-k16-pca32"``; ``-p{patch}`` for a given dense patch size, ``-nopow`` /
+    ``-nol2`` when those normalisations are off. Pass it through a slug for free-text
+    dataset names.
+    """
+    pca = _resolve_pca(descriptors, pca)
+    return (f"{dataset}-{descriptors}-{encoding}-k{n_components}"
+            + (f"-p{patch}" if descriptors == "dense" and patch else "")
+            + (f"-pca{pca}" if pca else "") + ("" if power else "-nopow")
+            + ("" if l2 else "-nol2"))
 
 
 def _check(descriptors: str, encoding: str, n_components) -> None:
@@ -144,8 +167,7 @@ def local_descriptor_embedding(
     """
     _check(descriptors, encoding, n_components)
     report = progress or _noop
-    if pca == "auto":
-        pca = None if descriptors == "dense" else KEYPOINT_PCA
+    pca = _resolve_pca(descriptors, pca)
     if descriptors == "dense" and encoding == "fisher":  # today's path, unchanged
         emb, _ = fisher_vector_embedding(
             ds, n_components=n_components, patch=patch, stride=stride, pca=pca,
