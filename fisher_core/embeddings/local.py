@@ -71,7 +71,7 @@ def _sets(ds: ImageDataset, descriptors: str, pca, spatial: bool, patch, stride,
     extractor = KeypointDescriptor(descriptors, size=size, pad=pad, pca=pca, spatial=spatial,
                                    n_keypoints=n_keypoints, random_state=random_state)
     sets = extractor.fit_transform(ds.images, progress=lambda f, m: report(0.7 * f, m))
-    params = {"size": size, "pad": pad}
+    params = {"size": size, "pad": pad, "n_relaxed": extractor.n_relaxed_}
     if descriptors == "orb":
         params["n_keypoints"] = n_keypoints
     return sets, params
@@ -162,8 +162,9 @@ def local_descriptor_embedding(
     -------
     Embedding
         kind ``"fisher_vector"``, ``"vlad"`` or ``"bow"``; ``params`` record the descriptor
-        settings, the mean number of descriptors per image and ``n_empty``, the images on
-        which no keypoint was found (their row is all zeros).
+        settings, the mean number of descriptors per image, ``n_relaxed`` (keypoints only:
+        images that needed the detector's relaxed thresholds) and ``n_empty``, the images on
+        which no keypoint was found even then (their row is all zeros).
     """
     _check(descriptors, encoding, n_components)
     report = progress or _noop
