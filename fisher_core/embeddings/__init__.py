@@ -30,14 +30,17 @@ from .export import (
 )
 from .fvvae import fvvae_embedding
 from .local import (
+    DENSE_PCA,
     DESCRIPTOR_KINDS,
     ENCODINGS,
     KEYPOINT_PCA,
+    default_pca,
     local_descriptor_embedding,
     local_embedding_name,
 )
 
 __all__ = [
+    "DENSE_PCA",
     "DESCRIPTOR_KINDS",
     "ENCODINGS",
     "KEYPOINT_PCA",
@@ -48,6 +51,7 @@ __all__ = [
     "afv_embedding",
     "afv_scorer",
     "d_pool_embedding",
+    "default_pca",
     "default_activation_layer",
     "discriminator_pool",
     "export_csv",

@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 
 from fisher_core.data import ImageDataset, load_builtin
-from fisher_core.embeddings import fisher_vector_embedding, local_descriptor_embedding
+from fisher_core.embeddings import (
+    default_pca,
+    fisher_vector_embedding,
+    local_descriptor_embedding,
+)
 from fisher_core.fisher import (
     BagOfWordsEncoder,
     FisherVectorEncoder,
@@ -57,15 +61,23 @@ def test_dense_bow_and_dense_fisher(faces):
     emb = local_descriptor_embedding(faces, descriptors="dense", encoding="bow",
                                      n_components=5, weighting="tfidf")
     ref = BagOfWordsEncoder(5, weighting="tfidf", random_state=0).fit_transform(
-        image_descriptors(faces.images))
+        image_descriptors(faces.images, pca=24))  # "auto": 6×6 patches are PCA-reduced
     np.testing.assert_allclose(emb.vectors, ref, rtol=1e-6, atol=1e-7)
-    assert emb.kind == "bow" and emb.params["n_empty"] == 0
+    assert emb.kind == "bow" and emb.params["n_empty"] == 0 and emb.params["pca"] == 24
     assert emb.params["mean_descriptors"] == 196  # 6×6 patches every 2 pixels of 32×32
     fv = local_descriptor_embedding(faces, descriptors="dense", encoding="fisher",
                                     n_components=2)
-    ref, _ = fisher_vector_embedding(faces, n_components=2)  # today's path, unchanged
+    ref, _ = fisher_vector_embedding(faces, n_components=2, pca=24)  # today's path
     np.testing.assert_array_equal(fv.vectors, ref.vectors)
     assert fv.params["descriptors"] == "dense" and fv.kind == "fisher_vector"
+
+
+def test_default_pca_follows_the_descriptor():
+    assert default_pca("sift", (1, 8, 8)) == default_pca("orb", (3, 64, 64)) == 32
+    assert default_pca("dense", (1, 8, 8)) is None  # 3×3 patches: 9 values
+    assert default_pca("dense", (1, 32, 32)) == 24  # 6×6 patches: 36 values
+    assert default_pca("dense", (3, 8, 8)) == 24  # 3 channels × 3×3 = 27 values
+    assert default_pca("dense", (1, 32, 32), patch=4) is None
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
