@@ -43,11 +43,15 @@ _ROWS_PER_CHUNK = 1 << 16  # descriptors per distance GEMM: (65,536, K) float64 
 
 def _many_sets(X, n_features: int | None) -> tuple[np.ndarray, np.ndarray]:
     """(flat (T, D), lengths (S,)) of many sets; empty sets allowed."""
-    flat, lengths, many = _as_sets(X, n_features, allow_empty=True)
+    flat, lengths, many = _as_sets(X, None, allow_empty=True)
     if not many:
         raise ValueError(
             "X must be many sets: a list of (n_i, D) arrays or an (S, n, D) array, got a "
             f"single 2-D array of shape {flat.shape}; wrap it in a list.")
+    if n_features is not None and flat.shape[1] != n_features:
+        raise ValueError(
+            f"descriptors have D={flat.shape[1]} features but the codebook was fitted on "
+            f"D={n_features}; use descriptors of the codebook's dimension.")
     return flat, lengths
 
 

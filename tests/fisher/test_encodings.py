@@ -141,5 +141,7 @@ def test_errors(make, X, error, match):
 
 def test_transform_checks_the_dimension():
     enc = BagOfWordsEncoder(2, random_state=0).fit(_sets())
-    with pytest.raises(ValueError, match=r"descriptors have D=3 features but the GMM was "):
+    with pytest.raises(ValueError, match=r"descriptors have D=3 features but the codebook "
+                                         r"was fitted on D=5; use descriptors of the "
+                                         r"codebook's dimension"):
         enc.transform([np.zeros((2, 3))])
