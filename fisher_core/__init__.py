@@ -26,6 +26,7 @@ from .embeddings import (
     fisher_vector_embedding,
     fvvae_embedding,
     latent_embedding,
+    local_descriptor_embedding,
     patch_gmm_embedding,
     pixel_embedding,
     power_l2,
@@ -43,14 +44,18 @@ from .explore import (
     umap_embed,
 )
 from .fisher import (
+    BagOfWordsEncoder,
     FisherScorer,
     FisherVectorEncoder,
     FisherVectorLayer,
     GaussianMixture,
+    KeypointDescriptor,
     PatchDescriptor,
+    VLADEncoder,
     fisher_scores,
     fisher_vector,
     image_descriptors,
+    keypoint_descriptors,
 )
 from .metrics import (
     FisherMonitor,
@@ -83,6 +88,7 @@ from .workspace import (
 
 __all__ = [
     "MODEL_FAMILIES",
+    "BagOfWordsEncoder",
     "DatasetError",
     "Decoder",
     "Embedding",
@@ -92,11 +98,13 @@ __all__ = [
     "FisherVectorLayer",
     "GaussianMixture",
     "ImageDataset",
+    "KeypointDescriptor",
     "Limits",
     "PatchDescriptor",
     "ProgressEvent",
     "PatchGMM",
     "TrainResult",
+    "VLADEncoder",
     "Workspace",
     "__version__",
     "activation_embedding",
@@ -129,7 +137,9 @@ __all__ = [
     "image_descriptors",
     "interpolate",
     "kernel_neighbors",
+    "keypoint_descriptors",
     "latent_embedding",
+    "local_descriptor_embedding",
     "patch_gmm_embedding",
     "linear_probe",
     "list_models",

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from app.baselines_ui import baselines_form
 from app.embeddings_ui import (
     deep_form,
     deep_status,
@@ -19,10 +20,11 @@ st.title("Embeddings")
 ds, ds_key = current_dataset()
 st.caption(f"Dataset **{md(ds.name)}** · {len(ds):,} images. Change it on the Data page.")
 
+BASELINES = "Local-descriptor baselines (SIFT/ORB, VLAD, BoW)"
 has_saved = bool(saved_embeddings(ds_key))
 with st.expander("Compute a new embedding", expanded=not has_saved):
-    method = st.radio("Method", ["GMM Fisher vectors", "Deep model", "Raw pixels (baseline)"],
-                      horizontal=True, key="emb_method")
+    method = st.radio("Method", ["GMM Fisher vectors", "Deep model", "Raw pixels (baseline)",
+                                 BASELINES], horizontal=True, key="emb_method")
     if method == "GMM Fisher vectors":
         st.caption("Dense patches with their (x, y) position → diagonal GMM → improved Fisher "
                    "vector per image (Perronnin & Dance 2007; Sánchez et al. 2013).")
@@ -32,6 +34,8 @@ with st.expander("Compute a new embedding", expanded=not has_saved):
                    "projected (Yan, Ho & Abbeel 2019), or the baselines they are compared "
                    "with.")
         deep_form(ds, ds_key)
+    elif method == BASELINES:
+        baselines_form(ds, ds_key)
     else:
         pixels_button(ds, ds_key)
 deep_status()

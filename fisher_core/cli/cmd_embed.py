@@ -8,12 +8,16 @@ from typing import Annotated, Any
 import typer
 
 from ..embeddings import (
+    DESCRIPTOR_KINDS,
+    KEYPOINT_PCA,
     Embedding,
     activation_embedding,
     afv_embedding,
     fisher_score_embedding,
     fisher_vector_embedding,
     latent_embedding,
+    local_descriptor_embedding,
+    local_embedding_name,
     patch_gmm_embedding,
     pixel_embedding,
 )
@@ -34,6 +38,8 @@ class Kind(StrEnum):
     activations = "activations"
     latent = "latent"
     pixels = "pixels"
+    vlad = "vlad"
+    bow = "bow"
 
 
 # The model families each deep kind takes (as the app offers them).
@@ -51,14 +57,53 @@ APPLIES = {"model": (*FAMILIES, *OPTIONAL_MODEL), "dim": ("fisher-scores", "afv"
            "normalization": ("fisher-vector",), "power": ("fisher-vector", "fisher-scores"),
            "l2": ("fisher-vector", "fisher-scores"), "fim_from": ("fisher-scores",),
            "fim_samples": ("fisher-scores",)}
+# Local-descriptor baselines: VLAD and bag of words take the Fisher vector's descriptor
+# options, and all three take --descriptors (dense patches, or SIFT / ORB keypoints).
+LOCAL_KINDS = ("vlad", "bow")
+_ENCODING = {"fisher-vector": "fisher", "vlad": "vlad", "bow": "bow"}
+for _opt in ("components", "patch", "stride", "pca", "power", "l2"):
+    APPLIES[_opt] = (*APPLIES[_opt], *LOCAL_KINDS)
+APPLIES["descriptors"] = ("fisher-vector", *LOCAL_KINDS)
 GPU_KINDS = ("fisher-scores", "afv")  # the model is moved; the library follows its device
 
 
 def _check_options(kind: str, given: dict[str, Any]) -> None:
     for opt, value in given.items():
         if value is not None and kind not in APPLIES[opt]:
-            raise CliError(f"--{opt.replace('_', '-')} applies to "
-                           f"{' and '.join(APPLIES[opt])} only, not {kind}.")
+            kinds = APPLIES[opt]
+            listed = kinds[0] if len(kinds) == 1 else f"{', '.join(kinds[:-1])} and {kinds[-1]}"
+            raise CliError(f"--{opt.replace('_', '-')} applies to {listed} only, not {kind}.")
+
+
+def _check_local(kind: str, given: dict[str, Any], o: dict[str, Any]) -> None:
+    """Check --descriptors; keypoints take no patch grid, no trained GMM and no other FV
+    normalisation than the analytic one, and PCA to 32 dimensions by default."""
+    if o["descriptors"] not in DESCRIPTOR_KINDS:
+        raise CliError(f"--descriptors {o['descriptors']}: choose dense, sift or orb.")
+    if o["descriptors"] == "dense":
+        return
+    clash = [f"--{opt}" for opt in ("patch", "stride", "model", "normalization", "whiten")
+             if given[opt] is not None]
+    if clash:
+        raise CliError(f"{', '.join(clash)}: dense descriptors only; --descriptors "
+                       f"{o['descriptors']} detects keypoints (leave {', '.join(clash)} out).")
+    if given["pca"] is None:
+        o["pca"] = KEYPOINT_PCA
+
+
+def _local(kind: str, ds, key: str, o: dict[str, Any], bar: Bar) -> Embedding:
+    """VLAD, bag of words, or a Fisher vector of SIFT / ORB keypoints."""
+    dense = o["descriptors"] == "dense"
+    return local_descriptor_embedding(
+        ds, descriptors=o["descriptors"], encoding=_ENCODING[kind],
+        n_components=o["components"], pca=o["pca"] or None,
+        patch=o["patch"] if dense else None, stride=o["stride"] if dense else None,
+        power=0.5 if o["power"] else None, l2=o["l2"], random_state=o["seed"],
+        dataset_key=key, progress=bar)
+
+
+def _is_local(kind: str, o: dict[str, Any]) -> bool:
+    return kind in LOCAL_KINDS or (kind == "fisher-vector" and o["descriptors"] != "dense")
 
 
 def _either(items: tuple[str, ...]) -> str:
@@ -92,6 +137,8 @@ def _model(sess: Session, kind: str, model: str | None, key: str):
 
 def _compute(kind: str, ds, key: str, o: dict[str, Any], model, model_name: str | None,
              bar: Bar) -> Embedding:
+    if _is_local(kind, o):
+        return _local(kind, ds, key, o, bar)
     if kind == "pixels":
         return pixel_embedding(ds, dataset_key=key)
     fv = {"normalization": o["normalization"], "power": 0.5 if o["power"] else None,
@@ -123,6 +170,11 @@ def _compute(kind: str, ds, key: str, o: dict[str, Any], model, model_name: str 
 
 
 def _default_name(kind: str, dataset: str, model: str | None, o: dict[str, Any]) -> str:
+    if _is_local(kind, o):
+        return slug(local_embedding_name(
+            dataset, o["descriptors"], _ENCODING[kind], o["components"], pca=o["pca"] or None,
+            patch=o["patch"] if o["descriptors"] == "dense" else None,
+            power=0.5 if o["power"] else None, l2=o["l2"]))
     return slug({
         "pixels": f"{dataset}-pixels",
         "fisher-vector": (f"{model}-fv" if model else
@@ -197,6 +249,10 @@ def embed(
     l2: Annotated[bool | None, typer.Option(
         "--l2/--no-l2", help="Fisher vectors: L2 normalisation [l2].", show_default=False)
     ] = None,
+    descriptors: Annotated[str | None, typer.Option(
+        help="fisher-vector, vlad, bow: local descriptors, dense (patches), sift or orb "
+        "(keypoints on the image upsampled to 64 px, PCA to 32) [dense].",
+        show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Projection / GMM seed.")] = 0,
     device: Annotated[str, typer.Option(help="Torch device (fisher-scores, afv).")] = "cpu",
     name: Annotated[str | None, typer.Option(help="Embedding name (default: from the "
@@ -211,7 +267,8 @@ def embed(
     given = dict(model=model, dim=dim, projection=projection, normalize=normalize,
                  center=center, pool=pool, components=components, patch=patch, stride=stride,
                  pca=pca, normalization=normalization, power=power, l2=l2, fim_from=fim_from,
-                 fim_samples=fim_samples, generator_samples=generator_samples, whiten=whiten)
+                 fim_samples=fim_samples, generator_samples=generator_samples, whiten=whiten,
+                 descriptors=descriptors)
     _check_options(k, given)
     dev = check_device(device, cpu_only=None if k in GPU_KINDS else
                        f"embed {k} runs on the CPU only (--device applies to "
@@ -224,8 +281,11 @@ def embed(
                     stride=1 if small else 2, pca=0 if small else 24,
                     normalization="analytic", power=k == "fisher-vector",
                     l2=k == "fisher-vector", fim_from="data", fim_samples=256,
-                    generator_samples=1024, whiten=0)
+                    generator_samples=1024, whiten=0, descriptors="dense")
+    if k in LOCAL_KINDS:  # normalised like Fisher vectors: √ then L2
+        defaults.update(power=True, l2=True)
     o = {**defaults, **{k2: v for k2, v in given.items() if v is not None}, "seed": seed}
+    _check_local(k, given, o)
     if o["fim_from"] not in ("data", "samples"):
         raise CliError(f"--fim-from {o['fim_from']}: choose data or samples.")
     allowed = {"fisher-scores": ("fim_diag", "none"), "afv": ("fim_diag_exact", "fim_diag")}

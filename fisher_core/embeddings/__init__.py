@@ -1,7 +1,7 @@
 """Dataset → :class:`Embedding` (an N × k array plus what made it): classical GMM Fisher vectors,
 deep Fisher scores, activations, latents, adversarial Fisher vectors and D-pool, FV-VAE,
-pixels. What one does with an embedding is :mod:`fisher_core.explore` and
-:mod:`fisher_core.metrics`.
+pixels, and the local-descriptor baselines (dense / SIFT / ORB × Fisher vector / VLAD / BoW).
+What one does with an embedding is :mod:`fisher_core.explore` and :mod:`fisher_core.metrics`.
 """
 
 from .afv import (
@@ -29,8 +29,21 @@ from .export import (
     projector_selection,
 )
 from .fvvae import fvvae_embedding
+from .local import (
+    DENSE_PCA,
+    DESCRIPTOR_KINDS,
+    ENCODINGS,
+    KEYPOINT_PCA,
+    default_pca,
+    local_descriptor_embedding,
+    local_embedding_name,
+)
 
 __all__ = [
+    "DENSE_PCA",
+    "DESCRIPTOR_KINDS",
+    "ENCODINGS",
+    "KEYPOINT_PCA",
     "POOLS",
     "Embedding",
     "activation_embedding",
@@ -38,6 +51,7 @@ __all__ = [
     "afv_embedding",
     "afv_scorer",
     "d_pool_embedding",
+    "default_pca",
     "default_activation_layer",
     "discriminator_pool",
     "export_csv",
@@ -50,6 +64,8 @@ __all__ = [
     "fvvae_embedding",
     "generator_samples",
     "latent_embedding",
+    "local_descriptor_embedding",
+    "local_embedding_name",
     "pixel_embedding",
     "power_l2",
     "projector_selection",

@@ -34,8 +34,12 @@ from .postprocess import FisherNormalizer
 __all__ = ["FisherVectorEncoder", "fisher_vector", "gmm_parameters", "normalize_"]
 
 
-def _as_sets(descriptors, n_features: int | None):
-    """(flat (T, D) array, lengths (S,), many) from one set, a list of sets or (S, n, D)."""
+def _as_sets(descriptors, n_features: int | None, *, allow_empty: bool = False):
+    """(flat (T, D) array, lengths (S,), many) from one set, a list of sets or (S, n, D).
+
+    ``allow_empty``: sets with no descriptor pass (VLAD and bag-of-words encode them as
+    zeros); a Fisher vector averages over descriptors, so by default they are refused.
+    """
     if isinstance(descriptors, torch.Tensor):
         descriptors = descriptors.detach().cpu().numpy()
     if isinstance(descriptors, (list, tuple)):
@@ -64,7 +68,7 @@ def _as_sets(descriptors, n_features: int | None):
         sets_arr = arr if many else arr[None]
         lengths = np.full(sets_arr.shape[0], sets_arr.shape[1], dtype=np.int64)
         flat = sets_arr.reshape(-1, sets_arr.shape[2])  # (S·n, D)
-    if lengths.min() == 0:
+    if lengths.min() == 0 and not allow_empty:
         raise ValueError(
             f"set {int(np.argmin(lengths))} has no descriptors; a Fisher vector averages over "
             "descriptors, so every set needs at least one."
@@ -86,6 +90,16 @@ def _float_array(a) -> np.ndarray:
     return arr
 
 
+def _check_power_l2(power, l2) -> None:
+    ok = power is None or (
+        isinstance(power, numbers.Real) and not isinstance(power, bool) and power > 0
+    )
+    if not ok:
+        raise ValueError(f"power must be None or a float > 0 (0.5 is usual), got {power!r}.")
+    if not isinstance(l2, (bool, np.bool_)):
+        raise ValueError(f"l2 must be True or False, got {l2!r}.")
+
+
 def _check_common(normalization: str, power, l2, allowed) -> None:
     if normalization not in allowed:
         hint = ""
@@ -95,13 +109,7 @@ def _check_common(normalization: str, power, l2, allowed) -> None:
         raise ValueError(
             f"normalization must be one of {sorted(allowed)}, got {normalization!r}.{hint}"
         )
-    ok = power is None or (
-        isinstance(power, numbers.Real) and not isinstance(power, bool) and power > 0
-    )
-    if not ok:
-        raise ValueError(f"power must be None or a float > 0 (0.5 is usual), got {power!r}.")
-    if not isinstance(l2, (bool, np.bool_)):
-        raise ValueError(f"l2 must be True or False, got {l2!r}.")
+    _check_power_l2(power, l2)
 
 
 # --------------------------------------------------------------------------- public API

@@ -8,7 +8,11 @@ import re
 import numpy as np
 import pytest
 
-from fisher_core.embeddings import fisher_score_embedding, fisher_vector_embedding
+from fisher_core.embeddings import (
+    fisher_score_embedding,
+    fisher_vector_embedding,
+    local_descriptor_embedding,
+)
 from fisher_core.workspace import Workspace, load_saved_model
 
 
@@ -133,3 +137,43 @@ def test_a_bad_kind_is_a_usage_error(ws):
     line = ws.error("embed", "umap", "-d", "small", code=2)
     assert re.fullmatch(r"Error: Invalid value for '(KIND|kind)[^']*'.*'umap'.*"
                         r"See 'fisherlab embed --help'\.", line)
+
+
+def test_vlad_of_sift_keypoints_equals_the_library_call(ws):
+    out = ws.json("embed", "vlad", "-d", "faces", "--descriptors", "sift", "-k", "4")
+    assert out["embedding"] == "faces-sift-vlad-k4-pca32"  # the app's naming
+    assert out["kind"] == "vlad" and out["params"]["descriptors"] == "sift"
+    w = Workspace(ws.root)
+    ref = local_descriptor_embedding(w.load_dataset("faces"), descriptors="sift",
+                                     encoding="vlad", n_components=4,
+                                     dataset_key="workspace:faces")
+    saved = w.load_embedding(out["embedding"])
+    np.testing.assert_allclose(saved.vectors, ref.vectors, rtol=1e-6, atol=1e-7)
+    assert saved.metadata() == ref.metadata()
+
+
+def test_bow_of_dense_patches_and_orb_fisher_vectors(ws):
+    out = ws.json("embed", "bow", "-d", "small", "-k", "8", "--no-power")
+    assert out["embedding"] == "small-dense-bow-k8-p3-nopow"
+    assert out["shape"] == [300, 8] and out["params"]["patch"] == 3
+    out = ws.json("embed", "fisher-vector", "-d", "faces", "--descriptors", "orb", "-k", "2",
+                  "--pca", "4")
+    assert out["embedding"] == "faces-orb-fisher-k2-pca4"
+    assert out["kind"] == "fisher_vector" and out["shape"] == [120, 2 * (1 + 2 * 6)]
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["vlad", "--descriptors", "surf"], "Error: --descriptors surf: choose dense, sift or orb."),
+    (["bow", "--descriptors", "sift", "--patch", "4"],
+     "Error: --patch: dense descriptors only; --descriptors sift detects keypoints (leave "
+     "--patch out)."),
+    (["fisher-vector", "--descriptors", "orb", "-m", "pc", "--normalization", "none"],
+     "Error: --model, --normalization: dense descriptors only; --descriptors orb detects "
+     "keypoints (leave --model, --normalization out)."),
+    (["vlad", "--normalization", "none"],
+     "Error: --normalization applies to fisher-vector only, not vlad."),
+    (["pixels", "--descriptors", "sift"],
+     "Error: --descriptors applies to fisher-vector, vlad and bow only, not pixels."),
+])
+def test_local_descriptor_errors(ws, args, line):
+    assert ws.error("embed", *args, "--dataset", "small") == line
