@@ -10,7 +10,8 @@ PixelCNN and an FV-VAE with their defaults, then embeds the dataset as
   (all D parameters) when D is small enough, else a sparse projection to ``--dim``;
 - D-pool: spatially averaged discriminator activations (the paper's baseline);
 - PixelCNN Fisher scores (sparse projection to ``--dim``, centred, diagonal FIM);
-- GMM Fisher vectors of dense patches (improved FV);
+- GMM Fisher vectors of dense patches (improved FV), of raw patches and with the default
+  PCA of patches (24 components above 16 px);
 - FV-VAE: Fisher vectors of the latent descriptors under the GMM fitted to them (its
   defaults, ``--fvvae-epochs`` epochs);
 - raw pixels;
@@ -82,8 +83,11 @@ def _embeddings(ws: Workspace, ds, key: str, args, t0: float) -> dict[str, np.nd
         f"PixelCNN Fisher scores (sparse {args.dim})": (
             f"{pcnn_name}-fisher-sparse{args.dim}", lambda: fisher_score_embedding(
                 pcnn, ds.images, dim=args.dim, dataset_key=key, model_name=pcnn_name)),
-        "GMM Fisher vectors": (f"{ds.name}-gmm-fv", lambda: fisher_vector_embedding(
-            ds, n_components=16, dataset_key=key)[0]),
+        "GMM Fisher vectors (raw patches)": (f"{ds.name}-gmm-fv", lambda: fisher_vector_embedding(
+            ds, n_components=16, pca=None, dataset_key=key)[0]),
+        "GMM Fisher vectors (default PCA)": (f"{ds.name}-gmm-fv-auto", lambda:
+                                             fisher_vector_embedding(ds, n_components=16,
+                                                                     dataset_key=key)[0]),
         "FV-VAE": (f"{vae_name}-fv", lambda: fvvae_embedding(
             vae, ds.images, dataset_key=key, model_name=vae_name)),
         "raw pixels": (f"{ds.name}-pixels", lambda: pixel_embedding(ds, dataset_key=key)),

@@ -62,8 +62,8 @@ def _spaces(ds, args) -> dict[str, tuple[Callable, str]]:
     k = args.k
     spaces: dict[str, tuple[Callable, str]] = {
         "raw pixels": (lambda: pixel_embedding(ds), ""),
-        "dense patches · FV (today's default, no PCA)": (
-            lambda: fisher_vector_embedding(ds, n_components=k)[0], ""),
+        "dense patches · FV, no PCA (the library default before issue 18)": (
+            lambda: fisher_vector_embedding(ds, n_components=k, pca=None)[0], ""),
     }
     patch = default_patch(*ds.shape[1:])[0]
     # the app's and the command line's PCA of patches for images over 16 px

@@ -59,7 +59,7 @@ def fisher_vector_embedding(
     n_components: int = 16,
     patch: int | None = None,
     stride: int | None = None,
-    pca: int | None = None,
+    pca: int | None | str = "auto",
     spatial: bool = True,
     normalization: str = "analytic",
     power: float | None = 0.5,
@@ -83,9 +83,14 @@ def fisher_vector_embedding(
     ds : ImageDataset
     n_components : int, default=16
         GMM components K; the vector has K + 2·K·D entries.
-    patch, stride, pca, spatial
+    patch, stride, spatial
         Passed to :func:`fisher_core.fisher.descriptors.image_descriptors` (defaults follow
         the image size).
+    pca : int, None or "auto", default="auto"
+        Principal components kept per raw patch; ``"auto"``:
+        :func:`~fisher_core.fisher.descriptors.default_patch_pca` (24 when a patch has more
+        values, as on the 32×32 faces; none for the 8×8 digits), the app's and the command
+        line's default.
     normalization : {"analytic", "empirical", "none"}, default="analytic"
         ``"analytic"``: the closed-form diagonal Fisher information (Sánchez et al. 2013);
         ``"empirical"``: standardise each dimension of the plain gradient with its mean and
@@ -122,6 +127,10 @@ def fisher_vector_embedding(
 
     _check_normalization(normalization)
     report = progress or _noop
+    if pca == "auto":
+        from ..fisher.descriptors import default_patch_pca
+
+        pca = default_patch_pca(*ds.shape, patch=patch)
     report(0.0, "extracting local descriptors")
     desc = image_descriptors(ds.images, patch=patch, stride=stride, pca=pca, spatial=spatial,
                              random_state=random_state)  # (N, n_patches, D)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.dataset import ImageDataset
+from ..fisher.descriptors import DENSE_PCA
 from .classical import Progress, _noop, fisher_vector_embedding
 from .embedding import Embedding
 
@@ -22,7 +23,6 @@ DESCRIPTOR_KINDS = ("dense", "sift", "orb")
 # encoding → Embedding.kind
 ENCODINGS = {"fisher": "fisher_vector", "vlad": "vlad", "bow": "bow"}
 KEYPOINT_PCA = 32
-DENSE_PCA = 24
 
 
 def default_pca(descriptors: str, image_shape: tuple[int, ...], patch: int | None = None
@@ -44,11 +44,9 @@ def default_pca(descriptors: str, image_shape: tuple[int, ...], patch: int | Non
     """
     if descriptors != "dense":
         return KEYPOINT_PCA
-    from ..fisher.descriptors import default_patch
+    from ..fisher.descriptors import default_patch_pca
 
-    channels, height, width = image_shape
-    side = patch or default_patch(height, width)[0]
-    return DENSE_PCA if channels * side ** 2 > DENSE_PCA else None
+    return default_patch_pca(*image_shape, patch=patch)
 
 
 def local_embedding_name(dataset: str, descriptors: str, encoding: str, n_components: int, *,

@@ -22,7 +22,10 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["PatchDescriptor", "default_patch", "image_descriptors", "patch_positions"]
+__all__ = ["DENSE_PCA", "PatchDescriptor", "default_patch", "default_patch_pca",
+           "image_descriptors", "patch_positions"]
+
+DENSE_PCA = 24
 
 _IMAGES_PER_CHUNK = 512
 
@@ -39,6 +42,19 @@ def default_patch(height: int, width: int) -> tuple[int, int]:
         if side <= limit:
             return choice
     return 16, 8
+
+
+def default_patch_pca(channels: int, height: int, width: int, patch: int | None = None
+                      ) -> int | None:
+    """Default PCA of dense patches: :data:`DENSE_PCA` (24) components when a raw patch has
+    more values than that (images over 16 px: 6×6 patches), else none (8×8 digits: 3×3).
+
+    A diagonal GMM needs decorrelated descriptors (Sánchez et al. 2013), and raw neighbouring
+    pixels are anything but: on the 32×32 faces, PCA to 24 lifts the Fisher vector's class
+    probe from 53 % to 94 % (``bench/eval_baselines.py``).
+    """
+    side = patch or default_patch(height, width)[0]
+    return DENSE_PCA if channels * side ** 2 > DENSE_PCA else None
 
 
 def _check_images(images) -> np.ndarray:
