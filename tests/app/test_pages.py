@@ -200,7 +200,9 @@ def test_train_page_trains_saves_and_lists_a_model():
     table = at.dataframe[-1].value
     assert list(table["model"]) == ["tiny-px"]
     assert table["epochs"][0] == 2 and 0 < table["bits/dim (val)"][0] < 2
-    assert len(at.get("plotly_chart")) == 1  # the run's curves stay visible
+    # the run's curves stay visible, and its Fisher monitor (every family, issue 18) is drawn
+    assert [c.key for c in at.get("plotly_chart")] == ["curves_final_train:tiny-px",
+                                                       "train_monitor"]
 
 
 def test_train_page_rejects_a_bad_name_and_keeps_state():
