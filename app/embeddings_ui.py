@@ -88,12 +88,7 @@ def gmm_fv_form(ds: ImageDataset, ds_key: str) -> None:
         stride = c[2].number_input("Stride", 1, 16, 1 if small else 2, key="fv_stride")
         pca = c[3].number_input("PCA dims of patches (0 = none)", 0, 256, 0 if small else 24,
                                 key="fv_pca")
-        c = st.columns(4)
-        norm = c[0].selectbox("Normalisation", ["analytic", "empirical", "none"], key="fv_norm")
-        power = c[1].toggle("Power normalisation (√)", True, key="fv_power")
-        l2 = c[2].toggle("L2 normalisation", True, key="fv_l2")
-        whiten = c[3].number_input("Whitening dims (0 = off)", 0, 8192, 0, key="fv_whiten",
-                                   help=WHITEN_HELP)
+        norm, power, l2, whiten = fv_normalisation("fv")
         go = st.form_submit_button("Compute Fisher vectors", type="primary")
     st.caption("This fits a new GMM each time. To fit one once, choose its K from held-out "
                "likelihood and reuse it across embeddings, train a patch GMM on the Train "
@@ -231,14 +226,22 @@ def _afv_options() -> tuple[dict, str]:
     return options, f"afv-{proj or 'exact'}{dim or ''}{extra}"
 
 
+def fv_normalisation(prefix: str) -> tuple[str, bool, bool, int]:
+    """Normalisation, power and L2 toggles and the whitening dimension of Fisher vectors
+    (widget keys ``{prefix}_norm``, ``_power``, ``_l2``, ``_whiten``)."""
+    c = st.columns(4)
+    norm = c[0].selectbox("Normalisation", ["analytic", "empirical", "none"],
+                          key=f"{prefix}_norm")
+    power = c[1].toggle("Power normalisation (√)", True, key=f"{prefix}_power")
+    l2 = c[2].toggle("L2 normalisation", True, key=f"{prefix}_l2")
+    whiten = c[3].number_input("Whitening dims (0 = off)", 0, 8192, 0, key=f"{prefix}_whiten",
+                               help=WHITEN_HELP)
+    return norm, power, l2, int(whiten)
+
+
 def _gmm_fv_options() -> tuple[dict, str]:
     """Widgets of a trained patch GMM's Fisher vectors; (options, name suffix)."""
-    c = st.columns(4)
-    norm = c[0].selectbox("Normalisation", ["analytic", "empirical", "none"], key="deep_fv_norm")
-    power = c[1].toggle("Power normalisation (√)", True, key="deep_fv_power")
-    l2 = c[2].toggle("L2 normalisation", True, key="deep_fv_l2")
-    whiten = c[3].number_input("Whitening dims (0 = off)", 0, 8192, 0, key="deep_fv_whiten",
-                               help=WHITEN_HELP)
+    norm, power, l2, whiten = fv_normalisation("deep_fv")
     options = {"normalization": norm, "power": 0.5 if power else None, "l2": l2,
                "whiten": int(whiten) or None}
     return options, (f"fv{'' if norm == 'analytic' else '-' + norm}{'' if power else '-nopow'}"

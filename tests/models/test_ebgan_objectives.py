@@ -24,13 +24,9 @@ from fisher_core.models.ebgan import (
 from fisher_core.models.ebgan_losses import knn_entropy, mix_real
 from fisher_core.training import train
 
+from .test_ebgan import _gan
+
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
-
-
-def _gan(seed: int = 0, **kw) -> EBGAN:
-    torch.manual_seed(seed)
-    cfg = dict(height=8, width=8, latent_dim=4, g_width=4, d_width=3) | kw
-    return EBGAN(EBGANConfig(**cfg))
 
 
 def _neg_log_sigmoid(a: np.ndarray) -> np.ndarray:
