@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from ..utils.devices import full_precision
 from . import _capture as cap
 from .projection import KronProjection, ParamBlock, Projection
 
@@ -55,10 +56,13 @@ def check_log_prob(lp: object, batch: int) -> torch.Tensor:
 
 @contextmanager
 def scoring_state(model: nn.Module, selected: Sequence[torch.Tensor]):
-    """Eval mode, ``requires_grad`` only on the selected parameters; all restored after.
+    """Eval mode, ``requires_grad`` only on the selected parameters, full float32 (no TF32
+    on CUDA); all restored after.
 
     Eval mode matters: BatchNorm in train mode normalises with batch statistics, which ties
     the examples of a batch together, so per-example gradients would depend on the batch.
+    TF32 matters on CUDA: the engine checks its hook gradients against autograd's to 1e-4 and
+    falls back to ``torch.func`` for parameters where they disagree.
     """
     modes = [(m, m.training) for m in model.modules()]
     flags = [(p, p.requires_grad) for p in model.parameters()]
@@ -67,7 +71,7 @@ def scoring_state(model: nn.Module, selected: Sequence[torch.Tensor]):
         model.eval()
         for p, _ in flags:
             p.requires_grad_(id(p) in chosen)
-        with torch.enable_grad():
+        with torch.enable_grad(), full_precision():
             yield
     finally:
         for m, mode in modes:
@@ -369,6 +373,8 @@ class GradEngine:
             sink.add(how[1], g * how[2])
         else:
             ks = [k for k in how[1] if k in covered]
+            if not ks:  # its leaves are all on the torch.func path (CUDA crash, issue 19)
+                return
             pieces = cap.push_back(used, [self.params[k] for k in ks], g)
             for k, piece in zip(ks, pieces, strict=True):
                 if piece is not None:

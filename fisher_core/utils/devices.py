@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
-__all__ = ["resolve_device", "resolve_dtype"]
+__all__ = ["available_devices", "full_precision", "resolve_device", "resolve_dtype"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -32,3 +35,29 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
             "pass device=None (CPU) instead."
         )
     return dev
+
+
+def available_devices() -> list[str]:
+    """``["cpu"]`` plus ``"cuda:i"`` for every CUDA device torch sees (what a selector offers)."""
+    cuda = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if (
+        torch.cuda.is_available()) else []
+    return ["cpu", *cuda]
+
+
+@contextmanager
+def full_precision() -> Iterator[None]:
+    """Float32 matrix products and convolutions in full float32 inside the block.
+
+    CUDA lets convolutions (by default) and matmuls (when asked) use TF32, whose 10-bit
+    mantissa changes results by ~1e-3 relative: enough for per-example gradients computed two
+    ways (hooks and autograd) to disagree, and for CUDA results to differ from the CPU's.
+    Restored afterwards. No effect on the CPU. The flags are process-wide: another thread's
+    CUDA work during the block runs in full precision too.
+    """
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    before = (cudnn.allow_tf32, matmul.allow_tf32)
+    cudnn.allow_tf32 = matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = before
