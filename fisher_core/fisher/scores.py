@@ -178,44 +178,56 @@ class FisherScorer(BaseEstimator):
                     self._set_output_stats(moments)
         return self
 
-    def transform(self, x: Data, *, progress: Progress = None) -> np.ndarray:
+    def transform(self, x: Data, *, progress: Progress = None,
+                  output: str = "numpy") -> np.ndarray | torch.Tensor:
         """Fisher scores of ``x`` with the fitted projection and statistics.
 
         Parameters
         ----------
         x : Tensor, ndarray or iterable of batches
-            Data, shape (N, ...), as ``model.log_prob`` takes it.
+            Data, shape (N, ...), as ``model.log_prob`` takes it. A tensor already on the
+            working device is used where it is (no copy through host memory).
         progress : callable or None, default=None
             Called as ``progress(done, total)`` after every batch.
+        output : {"numpy", "torch"}, default="numpy"
+            ``"torch"``: a float32 tensor left on the working device (no copy to the host).
 
         Returns
         -------
-        ndarray of shape (N, dim), float32
+        ndarray or Tensor of shape (N, dim), float32
         """
         check_is_fitted(self, "projection_")
+        _check_output(output)
         with self._scoring():
             outs = [self._finish(z) for z in self._raw_batches(x, _Progress(progress, count(x)))]
-        return stack(outs, self.projection_.dim)
+        return _collect(outs, output)
 
-    def fit_transform(self, x: Data, *, progress: Progress = None) -> np.ndarray:
-        """Fit on ``x`` and return its scores (one pass unless ``"fim_diag_exact"``)."""
+    def fit_transform(self, x: Data, *, progress: Progress = None,
+                      output: str = "numpy") -> np.ndarray | torch.Tensor:
+        """Fit on ``x`` and return its scores (one pass unless ``"fim_diag_exact"``);
+        ``output`` as in :meth:`transform`."""
+        _check_output(output)
         if self._exact_stats_requested():
             n = count(x)
             total = 2 * n if n is not None else None
             self.fit(x, progress=_phase(progress, 0, total))
-            return self.transform(x, progress=_phase(progress, self.n_reference_, total))
+            return self.transform(x, progress=_phase(progress, self.n_reference_, total),
+                                  output=output)
         self._setup()
         moments = _Moments()
+        keep = output == "torch"  # on the device; else to the host as batches arrive
         with self._scoring():
             raw = []
             for z in self._raw_batches(x, _Progress(progress, count(x))):
                 moments.update(z)
-                raw.append(z.cpu().numpy())
+                raw.append(z if keep else z.cpu().numpy())
         if self._needs_stats():
             self._set_output_stats(moments)
+        if keep:
+            return _collect([self._finish(z) for z in raw], output)
         out = stack(raw, self.projection_.dim)
         for s in range(0, out.shape[0], 4096):  # normalise in place, a block at a time
-            out[s : s + 4096] = self._finish(torch.from_numpy(out[s : s + 4096]))
+            out[s : s + 4096] = self._finish(torch.from_numpy(out[s : s + 4096])).numpy()
         return out
 
     # ---- setup and validation --------------------------------------------------------------
@@ -275,8 +287,9 @@ class FisherScorer(BaseEstimator):
             progress.step(xb.shape[0])
             yield sink.out
 
-    def _finish(self, z: torch.Tensor) -> np.ndarray:
-        """Centre / scale / power / L2 one (B, dim) batch of raw projected scores."""
+    def _finish(self, z: torch.Tensor) -> torch.Tensor:
+        """Centre / scale / power / L2 one (B, dim) batch of raw projected scores (float32,
+        on ``z``'s device)."""
         z = z.to(torch.float64)
         if self._offset is not None:
             z = z - self._offset.to(z.device)
@@ -288,7 +301,7 @@ class FisherScorer(BaseEstimator):
             z = torch.sign(z) * z.abs() ** self.power
         if self.l2:
             z = z / z.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        return z.to(torch.float32).cpu().numpy()
+        return z.to(torch.float32)
 
     # ---- reference statistics --------------------------------------------------------------
 
@@ -396,6 +409,19 @@ def _check_options(s: FisherScorer) -> None:
         raise FisherScoreError(f"power must be a positive number or None; got {s.power!r}.")
 
 
+def _check_output(output: str) -> None:
+    if output not in ("numpy", "torch"):
+        raise FisherScoreError(f"output must be 'numpy' or 'torch'; got {output!r}.")
+
+
+def _collect(outs: list[torch.Tensor], output: str) -> np.ndarray | torch.Tensor:
+    if output == "numpy":
+        return stack(outs, 0)
+    if not outs:
+        raise FisherScoreError("x holds zero examples; pass at least one.")
+    return torch.cat(outs)
+
+
 def fisher_scores(
     model: nn.Module,
     x: Data,
@@ -413,7 +439,8 @@ def fisher_scores(
     l2: bool = False,
     progress: Progress = None,
     method: str = "auto",
-) -> np.ndarray:
+    output: str = "numpy",
+) -> np.ndarray | torch.Tensor:
     """Per-example Fisher scores ``∇θ log pθ(x_i)`` of ``model``, projected to ``dim``.
 
     Parameters
@@ -429,21 +456,24 @@ def fisher_scores(
         ``progress(done, total)`` after every batch (both passes when ``fim_samples`` is given).
     dim, projection, normalize, center, params, batch_size, seed, device, power, l2, method
         See :class:`FisherScorer`.
+    output : {"numpy", "torch"}, default="numpy"
+        ``"torch"``: a tensor left on the working device (``device``, else the model's).
 
     Returns
     -------
-    ndarray of shape (N, dim), float32
+    ndarray or Tensor of shape (N, dim), float32
         ``dim = P`` (number of selected parameters) when ``dim=None``.
     """
     scorer = FisherScorer(model, dim=dim, projection=projection, normalize=normalize,
                           center=center, params=params, batch_size=batch_size, seed=seed,
                           device=device, power=power, l2=l2, method=method)
     if fim_samples is None or not (center or normalize):
-        return scorer.fit_transform(x, progress=progress)
+        return scorer.fit_transform(x, progress=progress, output=output)
     n_ref, n_x = count(fim_samples), count(x)
     total = n_ref + n_x if n_ref is not None and n_x is not None else None
     scorer.fit(fim_samples, progress=_phase(progress, 0, total))
-    return scorer.transform(x, progress=_phase(progress, scorer.n_reference_, total))
+    return scorer.transform(x, progress=_phase(progress, scorer.n_reference_, total),
+                            output=output)
 
 
 def _phase(progress: Progress, offset: int, total: int | None) -> Progress:

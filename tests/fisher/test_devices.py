@@ -49,3 +49,26 @@ def test_available_devices_lists_the_cpu_first():
     devices = available_devices()
     assert devices[0] == "cpu"
     assert len(devices) == 1 + (torch.cuda.device_count() if torch.cuda.is_available() else 0)
+
+
+@pytest.mark.parametrize("normalize", [None, "fim_diag", "fim_diag_exact"])
+def test_fisher_scores_can_stay_on_the_device(normalize):
+    """Issue 19: a tensor in, a tensor out on the working device, equal to the NumPy path."""
+    from fisher_core.fisher import FisherScorer, fisher_scores
+    from fisher_core.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("pixelcnn", channels=1, height=6, width=6, levels=4, hidden=4,
+                        n_blocks=1, head_hidden=4)
+    x = torch.randint(0, 4, (20, 1, 6, 6), generator=torch.Generator().manual_seed(2)) / 3.0
+    kw = dict(dim=16, normalize=normalize, center=normalize is not None, seed=3)
+    ref = fisher_scores(model, x.numpy(), **kw)
+    got = fisher_scores(model, x, output="torch", **kw)
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.float32
+    assert got.device == x.device
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-4, atol=1e-5)
+    scorer = FisherScorer(model, **kw).fit(x)
+    np.testing.assert_allclose(scorer.transform(x, output="torch").numpy(),
+                               scorer.transform(x), rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="output must be 'numpy' or 'torch'; got 'list'"):
+        scorer.transform(x, output="list")
