@@ -8,7 +8,7 @@ import streamlit as st
 
 from app.jobs_ui import status
 from app.state import jobs, session_job, workspace
-from app.widgets import md
+from app.widgets import device_picker, md
 from fisher_core.data import ImageDataset
 from fisher_core.embeddings import (
     POOLS,
@@ -157,9 +157,11 @@ def _embedders() -> dict:
 
 
 def _deep_job(job, ds: ImageDataset, ds_key: str, model_name: str, kind: str,
-              options: dict, name: str) -> str:
-    """Worker: load the model, embed the dataset, save the embedding; returns its name."""
+              options: dict, name: str, device: str = "cpu") -> str:
+    """Worker: load the model (onto ``device``), embed the dataset, save the embedding;
+    returns its name."""
     model, _ = load_saved_model(workspace(), model_name)
+    model.to(device)
 
     def progress(f: float, m: str) -> None:
         job.report(f, 1.0, m)
@@ -282,6 +284,7 @@ def deep_form(ds: ImageDataset, ds_key: str) -> None:
     kind = DEEP_KINDS[label]
     with st.form("deep_form"):
         options, suffix = _kind_options(kind)
+        device = device_picker("deep_device")
         go = st.form_submit_button("Compute embedding", type="primary")
     metrics = next(e.meta.get("metrics", {}) for e in models if e.name == model_name)
     n_params = metrics.get("score_parameters") or metrics.get("parameters")
@@ -302,7 +305,7 @@ def deep_form(ds: ImageDataset, ds_key: str) -> None:
         return
     name = slug(f"{model_name}-{suffix}")
     job_name = session_job(f"embed:{ds_key}")
-    jobs().submit(job_name, _deep_job, ds, ds_key, model_name, kind, options, name)
+    jobs().submit(job_name, _deep_job, ds, ds_key, model_name, kind, options, name, device)
     st.session_state["deep_job"] = job_name
 
 

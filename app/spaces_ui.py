@@ -11,7 +11,7 @@ from PIL import Image
 
 from app.jobs_ui import status
 from app.state import jobs, session_job, workspace
-from app.widgets import md, montage
+from app.widgets import device_picker, md, montage
 from fisher_core.data import ImageDataset
 from fisher_core.embeddings import Embedding
 from fisher_core.explore import Decoder, attribute_direction, decoder_skill, decoder_warning
@@ -88,7 +88,8 @@ def _weak_decoder(ds: ImageDataset, name: str, why: str, arch: str) -> None:
             st.rerun()
 
 
-def _decoder_job(job, ds: ImageDataset, name: str, arch: str = "direct") -> dict:
+def _decoder_job(job, ds: ImageDataset, name: str, arch: str = "direct",
+                 device: str = "cpu") -> dict:
     def callback(event) -> None:
         job.report(event.step, max(event.total_steps, 1),
                    f"decoder for {name}: epoch {event.epoch}, loss {event.loss:.4g}")
@@ -96,7 +97,7 @@ def _decoder_job(job, ds: ImageDataset, name: str, arch: str = "direct") -> dict
     # the time budget follows the data (measured speed), so big embeddings get enough epochs
     _, metrics = train_embedding_decoder(workspace(), name, ds, callback=callback,
                                          cancel=job.cancel_event, max_seconds="auto",
-                                         architecture=arch)
+                                         architecture=arch, device=device)
     return metrics
 
 
@@ -137,9 +138,11 @@ def decoder_panel(ds: ImageDataset, ds_key: str) -> dict[str, dict]:
             st.caption("An MLP into a small conv decoder (or a small PixelCNN) per embedding, "
                        "early-stopped on held-out images; its time budget is measured to fit "
                        "about 12 epochs (1–15 min each on a CPU).")
+            device = device_picker("dec_device")
             if st.button("Train decoders", key="dec_train", disabled=not pick):
                 for name in pick:
-                    jobs().submit(session_job(f"decoder:{name}"), _decoder_job, ds, name, arch)
+                    jobs().submit(session_job(f"decoder:{name}"), _decoder_job, ds, name, arch,
+                                  device)
                 st.session_state["dec_jobs"] = [session_job(f"decoder:{n}") for n in pick]
         for job_name in st.session_state.get("dec_jobs", []):
             status(job_name)

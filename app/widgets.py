@@ -11,9 +11,22 @@ import streamlit as st
 from fisher_core.plots import montage, to_display
 from fisher_core.workspace import Workspace
 
-__all__ = ["confirm_replace", "image_grid", "md", "montage", "to_display"]
+__all__ = ["confirm_replace", "device_picker", "image_grid", "md", "montage", "to_display"]
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#!<>|~$:])")
+
+
+def device_picker(key: str, container=st) -> str:
+    """Where to run: ``"cpu"`` on a machine without CUDA (and nothing is shown), else a
+    select box over the CPU and every CUDA device found (the first GPU preselected)."""
+    from fisher_core.utils.devices import available_devices
+
+    devices = available_devices()
+    if len(devices) == 1:
+        return "cpu"
+    return container.selectbox("Device", devices, index=1, key=key,
+                               help="Where the work runs; results are the CPU's (full "
+                                    "float32, no TF32).")
 
 
 def md(text: object) -> str:

@@ -10,6 +10,7 @@ from app.jobs_ui import status
 from app.monitor_ui import monitor_panel, sweep_panel
 from app.spaces_ui import decoder_panel, embedding, pick_spaces
 from app.state import current_dataset, jobs, run_in_background, session_job, workspace
+from app.widgets import device_picker
 from fisher_core.metrics import (
     class_distance_matrix,
     edit_operating_points,
@@ -41,12 +42,12 @@ def _saved_rows(prefix: str) -> pd.DataFrame | None:
     return pd.DataFrame(data["rows"])
 
 
-def _extractor_job(job):
+def _extractor_job(job, device: str = "cpu"):
     def callback(e):
         job.report(e.step, max(e.total_steps, 1), f"feature extractor: epoch {e.epoch}")
 
     return train_extractor(workspace(), ds, ds_key, callback=callback,
-                           cancel=job.cancel_event)[1]
+                           cancel=job.cancel_event, device=device)[1]
 
 
 # ------------------------------------------------------------------ feature space for FID
@@ -63,9 +64,10 @@ else:
     st.info("FID needs a feature extractor for this dataset: a small CNN trained on its labels "
             "and attributes (about a minute).")
 ext_job = session_job(f"extractor:{ds_key}")
+ext_device = device_picker("met_device")
 if st.button("Train feature extractor" if not ext else "Retrain feature extractor",
              key="met_extractor"):
-    jobs().submit(ext_job, _extractor_job)
+    jobs().submit(ext_job, _extractor_job, ext_device)
 status(ext_job)
 
 spaces = decoder_panel(ds, ds_key)

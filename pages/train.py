@@ -18,7 +18,7 @@ from app.train_ui import (
     show_estimate,
     start,
 )
-from app.widgets import confirm_replace, md, montage
+from app.widgets import confirm_replace, device_picker, md, montage
 from fisher_core.models import MODEL_FAMILIES
 from fisher_core.plots import monitor_figure
 from fisher_core.workspace import list_models, saved_monitor, saved_samples
@@ -76,6 +76,7 @@ with st.form(f"train_form_{fk}"):
     minutes = c[4].number_input("Time limit (min)", 0.5, 600.0, step=0.5, key="train_minutes",
                                 help=TRAIN_HELP["minutes"])
     name = st.text_input("Save as", key="train_name")
+    device = "cpu" if em else device_picker("train_device")
     go = st.form_submit_button("Fit" if em else "Train", type="primary")
 
 if em:
@@ -88,7 +89,7 @@ if go:
         st.error(f"Use letters, digits, '.', '_' or '-' in the name, e.g. {slug(name)!r}.")
     else:
         opts = dict(epochs=int(epochs), batch_size=int(batch), lr=float(lr), seed=int(seed),
-                    max_seconds=float(minutes) * 60)
+                    max_seconds=float(minutes) * 60) | ({"device": device} if not em else {})
         st.session_state["train_request"] = (name, family, config, opts)
 
 request = st.session_state.get("train_request")

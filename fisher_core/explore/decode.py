@@ -390,6 +390,7 @@ def train_decoder(
     max_seconds: float | str | None = 60.0,
     callback: Callable[[ProgressEvent], None] | None = None,
     cancel: threading.Event | Callable[[], bool] | None = None,
+    device: str | torch.device = "cpu",
 ) -> DecoderResult:
     """Train a :class:`Decoder` from embedding vectors to the images they embed.
 
@@ -424,6 +425,8 @@ def train_decoder(
     callback : callable(ProgressEvent) or None, default=None
         Progress of the shared training loop (steps, epochs with the validation loss).
     cancel : threading.Event, callable or None, default=None
+    device : str or torch.device, default="cpu"
+        Where to train (``"cuda"`` on a GPU); the decoder is returned on the CPU.
 
     Returns
     -------
@@ -455,7 +458,8 @@ def train_decoder(
     result = train(decoder, (z[tr], x[tr]), val_images=(z[va], x[va]) if va.size else None,
                    epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, callback=callback,
                    cancel=cancel, early_stopping_patience=early_stopping_patience,
-                   max_seconds=max_seconds)
+                   max_seconds=max_seconds, device=device)
+    decoder.cpu()  # trained where asked; handed back (and saved) on the CPU
     metrics = {"n_train": int(tr.size), "n_val": int(va.size), "seconds": result.elapsed,
                "time_capped": float(result.stopped_reason == "time_limit")}
     if va.size:

@@ -261,6 +261,7 @@ def train_feature_extractor(
     max_seconds: float | None = 60.0,
     callback: Callable[[ProgressEvent], None] | None = None,
     cancel: threading.Event | Callable[[], bool] | None = None,
+    device: str | torch.device = "cpu",
 ) -> FeatureExtractorResult:
     """Train a :class:`DomainFeatureExtractor` on a dataset with the shared training loop.
 
@@ -278,6 +279,8 @@ def train_feature_extractor(
     max_seconds : float or None, default=60.0
     callback : callable(ProgressEvent) or None, default=None
     cancel : threading.Event, callable or None, default=None
+    device : str or torch.device, default="cpu"
+        Where to train; the extractor is returned on the CPU.
 
     Returns
     -------
@@ -303,7 +306,9 @@ def train_feature_extractor(
     result = train(model, (x[tr], y[tr], a[tr]),
                    val_images=(x[va], y[va], a[va]) if va.size else None, epochs=epochs,
                    batch_size=batch_size, lr=lr, seed=seed, callback=callback, cancel=cancel,
-                   early_stopping_patience=early_stopping_patience, max_seconds=max_seconds)
+                   early_stopping_patience=early_stopping_patience, max_seconds=max_seconds,
+                   device=device)
+    model.cpu()
     metrics: dict[str, float] = {"n_train": int(tr.size), "n_val": int(va.size),
                                  "seconds": result.elapsed}
     if va.size:

@@ -167,6 +167,7 @@ def train_and_save(
     monitor: bool = True,
     heldout: ImageDataset | None = None,
     restore_best: bool = True,
+    device: str | torch.device = "cpu",
     resume: bool = False,
 ) -> ModelRun:
     """Build a model of ``family`` for ``ds``, train it, and save it to the workspace.
@@ -205,6 +206,9 @@ def train_and_save(
     restore_best : bool, default=True
         A likelihood model ends with the weights of its best validation epoch; ``False``
         keeps the last ones (to watch over-fitting).
+    device : str or torch.device, default="cpu"
+        Where to train (``"cuda"``: a GPU; checkpoints and the saved model are written from
+        it as from the CPU); the model is returned on the CPU.
     dataset_key : str
         Recorded with the saved model, so pages can list the models of a dataset.
     resume : bool, default=False
@@ -280,8 +284,9 @@ def train_and_save(
                        batch_size=batch_size, lr=lr, seed=seed, callback=report,
                        n_samples=n_samples, early_stopping_patience=patience,
                        restore_best=restore_best and val is not None and normalized,
-                       checkpoint_dir=ckpt,
-                       cancel=cancel, max_seconds=max_seconds, resume=resume)
+                       checkpoint_dir=ckpt, cancel=cancel, max_seconds=max_seconds,
+                       resume=resume, device=device)
+        model.cpu()
     return _finish(model, result, train_ds, workspace, name, family, dataset_key or ds.name,
                    log, watcher, best_name)
 
