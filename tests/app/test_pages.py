@@ -334,3 +334,29 @@ def test_train_page_fits_a_patch_gmm_and_chooses_k():
     at.run()
     _rerun_until(at, lambda a: a.session_state["embedding_name"] == "g4-fv"
                  if "embedding_name" in a.session_state else False)
+
+
+def test_device_selector_shows_only_where_there_is_a_gpu(monkeypatch):
+    """Issue 19: nothing changes on a CPU-only machine; with CUDA devices, the pages that
+    train or embed offer them and pass the choice on."""
+    import app.train_ui as train_ui
+    import fisher_core.utils.devices as devices
+
+    started = []
+    monkeypatch.setattr(train_ui, "start", lambda *args: started.append(args))
+    at = _on("train.py")
+    assert not any(s.label == "Device" for s in at.selectbox)
+    monkeypatch.setattr(devices, "available_devices", lambda: ["cpu", "cuda:0"])
+    at.run()
+    picker = at.selectbox(key="train_device")
+    assert picker.options == ["cpu", "cuda:0"] and picker.value == "cuda:0"
+    picker.select("cpu")
+    at.text_input(key="train_name").input("dev-px")
+    next(b for b in at.button if b.label == "Train").click()
+    at.run()
+    assert not at.exception
+    name, ds, family, config, opts, ds_key = started[0]
+    assert name == "dev-px" and opts["device"] == "cpu"
+    at.switch_page("../pages/embeddings.py").run()
+    at.radio(key="emb_method").set_value("Deep model").run()
+    assert not at.exception
