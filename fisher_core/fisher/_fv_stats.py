@@ -117,11 +117,48 @@ def statistics(weights, total, aug, lens: np.ndarray, tau: float,
         gamma, aug = _padded(gamma, lens, longest), _padded(aug, lens, longest)
     gamma = gamma.view(m, longest, -1)  # (m, L, K)
     aug = aug.view(m, longest, -1)  # (m, L, 2D)
-    s0 = gamma.sum(1)  # (m, K)
-    if precision == "bf16":
-        return s0, torch.bmm(gamma.transpose(1, 2).bfloat16(), aug.bfloat16()).float()
-    with gemm_precision(precision, gamma.device):
-        return s0, torch.bmm(gamma.transpose(1, 2), aug)  # (m, K, 2D)
+    if precision != "highest":
+        return _reduced_statistics(gamma, aug, precision)
+    return gamma.sum(1), torch.bmm(gamma.transpose(1, 2), aug)  # (m, K), (m, K, 2D)
+
+
+def _round_tf32(x: torch.Tensor) -> torch.Tensor:
+    """Float32 rounded to TF32's 10 explicit mantissa bits (to nearest even)."""
+    bits = x.contiguous().view(torch.int32)
+    return ((bits + 0x0FFF + ((bits >> 13) & 1)) & ~0x1FFF).view(torch.float32)
+
+
+_ROUND = {"tf32": _round_tf32, "bf16": lambda x: x.bfloat16().float()}
+
+
+def _reduced_statistics(gamma: torch.Tensor, aug: torch.Tensor, precision: str):
+    """S0 and Σγ[x², x] with TF32 or bfloat16 GEMM operands, float32 accumulation.
+
+    The σ block is S2·p + S1·q + S0·r, a cancellation when components sit far from the
+    data, so operand rounding must not differ between S0, S1 and S2: γ is rounded once and
+    used for all three, and [x², x] is split into a rounded part plus its float32 remainder
+    (two GEMMs). On CUDA the GEMMs run in TF32 / bfloat16; elsewhere the same rounded
+    operands go through float32 GEMMs (the accuracy of the mode, not its speed).
+    """
+    rounded = _ROUND[precision]
+    gamma = rounded(gamma)  # (m, L, K)
+    high = rounded(aug)  # (m, L, 2D)
+    parts = (high, aug - high)
+    g_t = gamma.transpose(1, 2)  # (m, K, L)
+    if precision == "bf16" and gamma.device.type == "cuda":
+        sxx = sum(_bf16_bmm(g_t, part) for part in parts)
+    else:
+        with gemm_precision(precision, gamma.device):
+            sxx = sum(torch.bmm(g_t, part) for part in parts)
+    return gamma.sum(1), sxx
+
+
+def _bf16_bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Batched GEMM of bfloat16-valued float32 operands in bfloat16, float32 result."""
+    try:  # exact casts: the operands are bfloat16 values already
+        return torch.bmm(a.bfloat16(), b.bfloat16(), out_dtype=torch.float32)
+    except (TypeError, NotImplementedError):  # torch without bf16 → f32 bmm: same values
+        return torch.bmm(a, b)
 
 
 def _padded(rows: torch.Tensor, lens: np.ndarray, longest: int) -> torch.Tensor:

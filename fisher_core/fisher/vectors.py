@@ -234,20 +234,24 @@ def fisher_vector(
         data) the dense product is faster and is used, with the same result. ``0``: every
         posterior, dense and exact. ``None``: 1e-8 in float32, 0 in float64. Measured
         (``bench/fv_accuracy.py``, 100 sets × 500 descriptors, D = 64, K = 64 and 256,
-        clustered and unclustered data), max |Δ| / max |exact float64 vector|: 1e-8 keeps
-        the float32 error of the dense path (≤ 1.4e-5 against its 8.1e-6 on clustered
-        data, K = 64; equal elsewhere, up to 7.8e-4 for power-normalised vectors of
-        unclustered data, where the square root magnifies round-off of tiny entries);
-        1e-6 (VLFeat's) costs up to 1.1e-4 on clustered and 1.0e-3 on unclustered data,
-        1e-4 up to 1.3e-2.
+        clustered and unclustered data), max |Δ| / max |exact float64 vector| of improved
+        vectors: 1e-8 stays at the float32 round-off of the dense path (1.4e-5 against its
+        8.1e-6 on clustered data with K = 64, equal in the other cases, up to 7.8e-4);
+        1e-6 (VLFeat's) costs up to 2.8e-4 on clustered and 1.0e-3 on unclustered data,
+        1e-4 up to 1.3e-2. Raw vectors (``power=None, l2=False``) move 10–100× less: the
+        square root of the power normalisation magnifies small entries, round-off and
+        dropped posteriors alike.
     precision : {"highest", "tf32", "bf16"}, default="highest"
-        Arithmetic of the statistics GEMM (float32 only); the E-step GEMM always runs in
+        Operands of the statistics GEMM (float32 only); the E-step GEMM always runs in
         float32, because log-densities are differences of large numbers (bfloat16 there,
         emulated, gave vectors off by up to 5× their largest entry at K = 256). ``"tf32"``:
-        TensorFloat-32 on CUDA (an error on other devices); emulated on the CPU it costs
-        up to 2.6e-3 (clustered) and 1.5e-2 (unclustered) relative error. ``"bf16"``:
-        bfloat16 operands, float32 accumulation; measured 1.9e-2–2.4e-2 (clustered) and
-        7.0e-2–7.9e-2 (unclustered). Both use the dense statistics.
+        TensorFloat-32 on CUDA (an error on other devices). ``"bf16"``: bfloat16 on CUDA;
+        on other devices the same rounded operands go through float32 GEMMs (its accuracy,
+        not its speed). γ is rounded once for S0, S1 and S2 and [x², x] is split into a
+        rounded part and its remainder (two GEMMs), since the σ block is a cancellation
+        between them. Cost, same measurement (TF32 emulated on the CPU): TF32 up to 1.7e-3
+        (clustered) and 6.1e-3 (unclustered), bf16 up to 5.4e-3 and 2.1e-2. Both use the
+        dense statistics.
     output : {None, "numpy", "torch"}, default=None
         ``"torch"``: a tensor on the working device; ``"numpy"``: an ndarray. ``None``:
         tensor input gives a tensor, anything else an ndarray.
