@@ -35,6 +35,7 @@ import torch.nn.functional as F
 # Log2-ratios to the row maximum are clamped before exp2, as in ``_em.softmax_``: posteriors
 # under 2^-87 (float32) are zero for every purpose and subnormal floats are slow on x86.
 _EXP2_FLOOR = {torch.float32: -87.0, torch.float64: -288.0}
+_BYTE_OF_BIT = np.uint64(0x0001020304050607)
 _DENSE_ABOVE = 1 / 32  # fraction of kept posteriors above which dense statistics win
 
 
@@ -157,7 +158,10 @@ def _bf16_bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Batched GEMM of bfloat16-valued float32 operands in bfloat16, float32 result."""
     try:  # exact casts: the operands are bfloat16 values already
         return torch.bmm(a.bfloat16(), b.bfloat16(), out_dtype=torch.float32)
-    except (TypeError, NotImplementedError):  # torch without bf16 → f32 bmm: same values
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except (TypeError, NotImplementedError, RuntimeError):
+        # a torch without out_dtype for this GPU: a float32 GEMM of the same values
         return torch.bmm(a, b)
 
 
@@ -206,19 +210,29 @@ def _sparse_statistics(weights, total, aug, lens: np.ndarray, tau: float):
 def _flat_above(e: np.ndarray, tau: float, most: int) -> np.ndarray | None:
     """Ascending flat indices of ``e`` (n, K) > ``tau``; None if more than ``most``.
 
-    The mask is scanned 8 bytes at a time (most 8-byte words are all zero) and only the
-    words with a hit are decoded.
+    The mask is read 8 bytes (components) at a time: most words are all zero and most of
+    the others hold one hit, whose byte is found by arithmetic; only the rare words with
+    several hits are decoded byte by byte.
     """
     size = e.size
     mask = np.empty(-(-size // 8) * 8, dtype=bool)
     mask[size:] = False
     np.greater(e, tau, out=mask[:size].reshape(e.shape))
-    if np.count_nonzero(mask) > most:
-        return None
     packed = mask.view(np.int64)
-    hit = torch.from_numpy(packed).nonzero().squeeze(1).numpy()  # (w,) words with a hit
-    within = np.flatnonzero(packed[hit].view(np.uint8))  # bytes set, in the hit words
-    return hit[within >> 3] * 8 + (within & 7)
+    hit = np.flatnonzero(packed != 0)  # (w,) words with a hit
+    if len(hit) > most:  # pairs ≥ words
+        return None
+    words = packed[hit]
+    low = words & -words  # the lowest hit of each word: 2^(8j) for byte j
+    # 2^(8j) · 0x0001020304050607 has j in its top byte
+    flat = hit * 8 + ((low.view(np.uint64) * _BYTE_OF_BIT) >> np.uint64(56)).view(np.int64)
+    rest = words ^ low
+    several = np.flatnonzero(rest != 0)
+    if len(several):
+        within = np.flatnonzero(rest[several].view(np.uint8))  # their other hits
+        more = hit[several][within >> 3] * 8 + (within & 7)
+        flat = np.insert(flat, np.searchsorted(flat, more), more)
+    return None if len(flat) > most else flat
 
 
 def _stable_order(key: np.ndarray, n_keys: int) -> np.ndarray:
