@@ -218,10 +218,10 @@ def _flat_above(e: np.ndarray, tau: float, most: int) -> np.ndarray | None:
     mask = np.empty(-(-size // 8) * 8, dtype=bool)
     mask[size:] = False
     np.greater(e, tau, out=mask[:size].reshape(e.shape))
+    if np.count_nonzero(mask) > most:
+        return None
     packed = mask.view(np.int64)
     hit = np.flatnonzero(packed != 0)  # (w,) words with a hit
-    if len(hit) > most:  # pairs ≥ words
-        return None
     words = packed[hit]
     low = words & -words  # the lowest hit of each word: 2^(8j) for byte j
     # 2^(8j) · 0x0001020304050607 has j in its top byte
@@ -232,7 +232,7 @@ def _flat_above(e: np.ndarray, tau: float, most: int) -> np.ndarray | None:
         within = np.flatnonzero(rest[several].view(np.uint8))  # their other hits
         more = hit[several][within >> 3] * 8 + (within & 7)
         flat = np.insert(flat, np.searchsorted(flat, more), more)
-    return None if len(flat) > most else flat
+    return flat
 
 
 def _stable_order(key: np.ndarray, n_keys: int) -> np.ndarray:
