@@ -231,7 +231,7 @@ def print_large_rows(fv_large, gmm_large, large_sizes) -> None:
         on_device, from_numpy, gemm = fv_large
         for label, rate in (("tensor → tensor", on_device), ("NumPy → NumPy", from_numpy)):
             frac = 8 * d * k * rate / gemm
-            print(f"| FV encode {s * n / 1e6:.0f}M desc, D={d}, K={k}, {label} | torch.matmul "
+            print(f"| FV encode {s * n:,} desc, D={d}, K={k}, {label} | torch.matmul "
                   f"f32 GEMM {gemm / 1e12:.1f} TFLOP/s ≈ {gemm / (8 * d * k):,.0f} desc/s | — | "
                   f"{rate:,.0f} desc/s | {frac:.1%} of GEMM | — | — |")
     if gmm_large is not None:

@@ -6,7 +6,8 @@ Sets are taken in order, in windows of consecutive rows (whole sets up to a row 
 slice of one longer set): rows are copied once into a [x², x] block on the working device,
 posteriors come from one GEMM, the per-set statistics from a sparse or batched product
 (:mod:`._fv_stats`), then each vector is three fused multiply-adds and the normalisation.
-There is no Python loop over sets or components, no sorting and no padding of the input.
+There is no Python loop over sets or components and no sorting; sets of different lengths
+are zero-padded only for the dense statistics.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ def normalize_(z: torch.Tensor, power: float | None, l2: bool) -> torch.Tensor:
     """In place: signed power |z|^p · sign(z), then L2 with a 1e-12 floor (zeros stay zero)."""
     if power is not None:
         magnitude = z.abs()
-        if power == 0.5:  # √a = a / √a: torch's CPU sqrt is 6× slower on zeros, frequent
-            # in vectors from sparse statistics; a = 0 stays 0 through the floor
+        if power == 0.5:  # √a = a · a^(−1/2): torch's CPU sqrt is 6× slower on zeros, which
+            # sparse statistics make frequent; a = 0 stays 0 (the floor keeps a^(−1/2) finite)
             magnitude.mul_(magnitude.clamp(min=torch.finfo(z.dtype).tiny).rsqrt_())
         else:
             magnitude.pow_(power)

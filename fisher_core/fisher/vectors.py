@@ -161,7 +161,7 @@ def _check_common(normalization: str, power, l2, allowed) -> None:
 
 
 # Default posterior threshold per working dtype (see ``fisher_vector``): in float32 the pairs it
-# drops change the vectors by less than float32 round-off; float64 stays exact.
+# drops move the vectors about as much as float32 round-off does; float64 stays exact.
 POSTERIOR_THRESHOLD = {torch.float32: 1e-8, torch.float64: 0.0}
 PRECISIONS = ("highest", "tf32", "bf16")
 _OUTPUTS = (None, "numpy", "torch")
