@@ -304,19 +304,27 @@ class Workspace:
 
     # ------------------------------------------------------------------ embeddings
     def save_embedding(self, emb: Embedding, name: str) -> Entry:
-        """Save an :class:`Embedding`."""
+        """Save an :class:`Embedding` (``vectors.npy``, and ``base.npy`` when it has one)."""
         with self.writer("embeddings", name, {"embedding": emb.metadata()}) as d:
-            arrays = {"vectors": emb.vectors}
+            np.save(d / "vectors.npy", emb.vectors, allow_pickle=False)
             if emb.base is not None:  # the vectors before their data-fitted steps (probes)
-                arrays["base"] = emb.base
-            save_arrays(d / "vectors.safetensors", arrays)
+                np.save(d / "base.npy", emb.base, allow_pickle=False)
         return self.entry("embeddings", name)
 
     def load_embedding(self, name: str) -> Embedding:
-        """Load an embedding saved with :meth:`save_embedding`."""
+        """Load an embedding saved with :meth:`save_embedding`.
+
+        The vectors are memory-mapped copy-on-write: opening a 100k-row embedding reads
+        nothing until rows are used, and writing to the array never changes the file.
+        Embeddings saved before (``vectors.safetensors``) load as they were.
+        """
         def load(e: Entry) -> Embedding:
             m = e.meta["embedding"]
-            arrays = load_arrays(e.path / "vectors.safetensors")
+            if (e.path / "vectors.npy").exists():
+                arrays = {f.stem: np.load(f, mmap_mode="c", allow_pickle=False)
+                          for f in (e.path / "vectors.npy", e.path / "base.npy") if f.exists()}
+            else:
+                arrays = load_arrays(e.path / "vectors.safetensors")
             post = m.get("post") if "base" in arrays else None
             return Embedding(arrays["vectors"], m["dataset"], m["kind"], m.get("model"),
                              m.get("normalization"), m.get("projection"), m.get("params") or {},

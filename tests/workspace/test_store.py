@@ -124,3 +124,31 @@ def test_bad_names_rejected(ws, name):
 def test_default_root_from_env(tmp_path, monkeypatch):
     monkeypatch.setenv("FISHERLAB_HOME", str(tmp_path / "home"))
     assert Workspace().root == tmp_path / "home"
+
+
+def test_embeddings_open_memory_mapped_and_old_files_still_load(tmp_path):
+    """Issue 20: a 100k-row embedding opens without reading it whole (copy-on-write memory
+    map: writing to the array never touches the file); entries saved as safetensors before
+    still load."""
+    import mmap
+
+    from fisher_core.embeddings import Embedding
+    from fisher_core.utils.io import save_arrays
+
+    ws = Workspace(tmp_path)
+    rows = np.random.default_rng(0).normal(size=(100_000, 16)).astype(np.float32)
+    ws.save_embedding(Embedding(rows, "d", "fisher"), "big")
+    emb = ws.load_embedding("big")
+    owner = emb.vectors
+    while not isinstance(owner, mmap.mmap) and owner.base is not None:
+        owner = owner.base
+    assert isinstance(owner, mmap.mmap)  # backed by the file, not a copy in memory
+    np.testing.assert_array_equal(emb.vectors, rows)
+    emb.vectors[0] = 7.0  # private to this process
+    np.testing.assert_array_equal(ws.load_embedding("big").vectors[0], rows[0])
+    # an entry written by an earlier version (safetensors) loads unchanged
+    ws.save_embedding(Embedding(rows[:5], "d", "fisher"), "old")
+    folder = ws.entry("embeddings", "old").path
+    (folder / "vectors.npy").unlink()
+    save_arrays(folder / "vectors.safetensors", {"vectors": rows[:5]})
+    np.testing.assert_array_equal(ws.load_embedding("old").vectors, rows[:5])
