@@ -15,6 +15,7 @@ from .decoders import (
     train_embedding_decoder,
     train_extractor,
 )
+from .distributed import distributed_fisher_scores
 from .jobs import Job, JobRegistry, JobSnapshot
 from .names import derived_name
 from .results import load_rows, result_key_name, save_rows
@@ -52,6 +53,7 @@ __all__ = [
     "decoded_embeddings",
     "default_root",
     "discard_run",
+    "distributed_fisher_scores",
     "derived_name",
     "edit_scores",
     "extractor_entry",
