@@ -167,9 +167,18 @@ def _deep_job(job, ds: ImageDataset, ds_key: str, model_name: str, kind: str,
         job.report(f, 1.0, m)
 
     fn = _embedders()[kind]
+    workers = options.pop("workers", 0) if kind == "fisher" else 0
     if kind != "d_pool":
         options = {**options, "progress": progress}
-    emb = fn(model, ds.images, dataset_key=ds_key, model_name=model_name, **options)
+    if workers:  # sharded over a local Dask cluster: the same vectors
+        from fisher_core.workspace import distributed_fisher_scores
+
+        for unused in ("fim_from", "n_fim_samples"):
+            options.pop(unused)
+        emb = distributed_fisher_scores(workspace(), model_name, ds.images, n_workers=workers,
+                                        dataset_key=ds_key, **options)
+    else:
+        emb = fn(model, ds.images, dataset_key=ds_key, model_name=model_name, **options)
     workspace().save_embedding(emb, name)
     return name
 
@@ -199,10 +208,15 @@ def _fisher_options() -> tuple[dict, str]:
                           "over the model: estimate it (and the mean score) on the dataset's "
                           "images or on samples of the model.")
     n_fim = c[1].number_input("Model samples", 16, 4096, 256, key="deep_fim_n")
+    workers = st.number_input(
+        "Local workers (0 = this process)", 0, 64, 0, key="deep_workers",
+        help="Shard the extraction over a local Dask cluster of this many worker processes "
+             "(one thread each); the result is the same. FIM and centre from the data only.")
     samples = fim_from == "model samples"
     options = {"dim": dim, "projection": proj, "normalize": None if norm == "none" else norm,
                "center": center, "fim_from": "samples" if samples else "data",
-               "n_fim_samples": int(n_fim), "power": 0.5 if power else None, "l2": l2}
+               "n_fim_samples": int(n_fim), "power": 0.5 if power else None, "l2": l2,
+               "workers": int(workers)}
     suffix = (f"fisher-{proj or 'exact'}{dim or ''}-{norm}{'-c' if center else ''}"
               f"{f'-fims{n_fim}' if samples else ''}{'-pow' if power else ''}"
               f"{'-l2' if l2 else ''}")
@@ -298,6 +312,11 @@ def deep_form(ds: ImageDataset, ds_key: str) -> None:
     if kind in ("fisher", "afv") and options["projection"] is None and mib > EXACT_MAX_MIB:
         st.error(f"Exact scores would take {mib:,.0f} MiB (more than {EXACT_MAX_MIB:,} MiB); "
                  "choose a projection (sparse 512 keeps the kernel within a few percent).")
+        return
+    if options.get("workers") and (options["fim_from"] == "samples"
+                                   or options["normalize"] == "fim_diag_exact"):
+        st.error("Sharded extraction estimates the FIM and centre on the data: set the local "
+                 "workers to 0, or choose “data”.")
         return
     if options.get("whiten") and options["whiten"] > len(ds):
         st.error(f"Whitening to {options['whiten']:,} dimensions needs at least as many images "

@@ -51,6 +51,7 @@ OPTIONAL_MODEL = {"fisher-vector": ("gmm",)}
 APPLIES = {"model": (*FAMILIES, *OPTIONAL_MODEL), "dim": ("fisher-scores", "afv"),
            "projection": ("fisher-scores", "afv"), "normalize": ("fisher-scores", "afv"),
            "generator_samples": ("afv",), "whiten": ("fisher-vector",),
+           "workers": ("fisher-scores",), "scheduler": ("fisher-scores",),
            "center": ("fisher-scores",), "pool": ("activations",),
            "components": ("fisher-vector",), "patch": ("fisher-vector",),
            "stride": ("fisher-vector",), "pca": ("fisher-vector",),
@@ -136,7 +137,7 @@ def _model(sess: Session, kind: str, model: str | None, key: str):
 
 
 def _compute(kind: str, ds, key: str, o: dict[str, Any], model, model_name: str | None,
-             bar: Bar) -> Embedding:
+             bar: Bar, workspace: Any = None) -> Embedding:
     if _is_local(kind, o):
         return _local(kind, ds, key, o, bar)
     if kind == "pixels":
@@ -151,6 +152,22 @@ def _compute(kind: str, ds, key: str, o: dict[str, Any], model, model_name: str 
             pca=o["pca"] or None, random_state=o["seed"], **fv)[0]
     common = {"dataset_key": key, "model_name": model_name, "progress": bar}
     exact = o["projection"] == "none"
+    if kind == "fisher-scores" and (o["workers"] or o["scheduler"]):
+        from ..workspace import distributed_fisher_scores
+
+        if o["fim_from"] != "data":
+            raise CliError("--fim-from samples: sharded extraction estimates the FIM on the "
+                           "data; drop --workers / --scheduler or --fim-from.")
+        try:
+            return distributed_fisher_scores(
+                workspace, model_name, ds.images, dim=None if exact else o["dim"],
+                projection=None if exact else o["projection"],
+                normalize=None if o["normalize"] == "none" else o["normalize"],
+                center=o["center"], power=0.5 if o["power"] else None, l2=o["l2"],
+                seed=o["seed"], n_workers=o["workers"] or 2, scheduler=o["scheduler"],
+                dataset_key=key, progress=bar)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     if kind == "fisher-scores":
         return fisher_score_embedding(model, ds.images, dim=None if exact else o["dim"],
                                       projection=None if exact else o["projection"],
@@ -223,6 +240,12 @@ def embed(
     generator_samples: Annotated[int | None, typer.Option(
         min=2, help="AFV: generator samples for the mean score and the FIM [1024].",
         show_default=False)] = None,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Fisher scores: shard the extraction over a local Dask cluster of N "
+        "worker processes (one thread each).", show_default=False)] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Fisher scores: shard over an existing Dask cluster (tcp://host:8786) whose "
+        "workers see this workspace folder.", show_default=False)] = None,
     whiten: Annotated[int | None, typer.Option(
         min=0, help="Fisher vectors: PCA-whiten to this many dimensions before L2, 0 for "
         "none (probes refit it per fold) [0].", show_default=False)] = None,
@@ -268,7 +291,7 @@ def embed(
                  center=center, pool=pool, components=components, patch=patch, stride=stride,
                  pca=pca, normalization=normalization, power=power, l2=l2, fim_from=fim_from,
                  fim_samples=fim_samples, generator_samples=generator_samples, whiten=whiten,
-                 descriptors=descriptors)
+                 descriptors=descriptors, workers=workers, scheduler=scheduler)
     _check_options(k, given)
     dev = check_device(device, cpu_only=None if k in GPU_KINDS else
                        f"embed {k} runs on the CPU only (--device applies to "
@@ -281,7 +304,8 @@ def embed(
                     stride=1 if small else 2, pca=0 if small else 24,
                     normalization="analytic", power=k == "fisher-vector",
                     l2=k == "fisher-vector", fim_from="data", fim_samples=256,
-                    generator_samples=1024, whiten=0, descriptors="dense")
+                    generator_samples=1024, whiten=0, descriptors="dense", workers=0,
+                    scheduler=None)
     if k in LOCAL_KINDS:  # normalised like Fisher vectors: √ then L2
         defaults.update(power=True, l2=True)
     o = {**defaults, **{k2: v for k2, v in given.items() if v is not None}, "seed": seed}
@@ -307,7 +331,7 @@ def embed(
     if net is not None and dev != "cpu":
         net.to(dev)
     with sess.ui.progress(f"{k} of {dataset}") as bar:
-        emb = _compute(k, ds, key, o, net, model, bar)
+        emb = _compute(k, ds, key, o, net, model, bar, sess.workspace())
     sess.workspace().save_embedding(emb, name)
     meta = emb.metadata()
     sess.ui.result(

@@ -233,6 +233,7 @@ def test_embeddings_page_deep_model_fisher_scores_and_activations(tmp_path):
 
     saved = W(tmp_path / "ws").load_embedding(emb)
     assert saved.vectors.shape == (1797, 64) and saved.kind == "fisher"
+    first = np.array(saved.vectors)  # compared with the sharded run below
     # centred and scaled by the diagonal Fisher information: unit second moment per column
     np.testing.assert_allclose((saved.vectors ** 2).mean(0), 1.0, atol=1e-2)
     at.radio(key="emb_method").set_value("Deep model").run()
@@ -257,6 +258,20 @@ def test_embeddings_page_deep_model_fisher_scores_and_activations(tmp_path):
     _rerun_until(at, lambda a: a.session_state["embedding_name"] == name)
     exact = W(tmp_path / "ws").load_embedding(name)
     assert exact.vectors.shape == (1797, n_params) and exact.projection is None
+    # sharded over 2 local Dask workers (issue 20): the same vectors as in this process
+    at.toggle(key="deep_power").set_value(False)
+    at.toggle(key="deep_l2").set_value(False)
+    at.radio(key="deep_fim_from").set_value("data")
+    at.selectbox(key="deep_proj").select("sparse")
+    at.number_input(key="deep_dim").set_value(64)
+    at.number_input(key="deep_workers").set_value(2)
+    at.button[0].click()
+    at.run()
+    _rerun_until(at, lambda a: a.session_state["embedding_name"] == emb
+                 and a.session_state.get("deep_job") is None, timeout=180)
+    sharded = W(tmp_path / "ws").load_embedding(emb)
+    assert sharded.params["sharded"] >= 2
+    np.testing.assert_allclose(sharded.vectors, first, rtol=1e-4, atol=1e-5)
     assert exact.normalization == "center+fim_diag+from16samples+power0.5+l2"
     np.testing.assert_allclose(np.linalg.norm(exact.vectors, axis=1), 1.0, rtol=1e-4)
 

@@ -177,3 +177,18 @@ def test_bow_of_dense_patches_and_orb_fisher_vectors(ws):
 ])
 def test_local_descriptor_errors(ws, args, line):
     assert ws.error("embed", *args, "--dataset", "small") == line
+
+
+def test_fisher_scores_sharded_over_two_local_workers(ws):
+    pytest.importorskip("distributed")
+    out = ws.json("embed", "fisher-scores", "-d", "small", "-m", "pc", "--dim", "16",
+                  "--workers", "2", "--name", "scores-sharded")
+    w = Workspace(ws.root)
+    np.testing.assert_allclose(w.load_embedding(out["embedding"]).vectors,
+                               w.load_embedding("scores").vectors, rtol=1e-4, atol=1e-5)
+    assert out["params"]["sharded"] >= 2
+    assert ws.error("embed", "fisher-scores", "-d", "small", "-m", "pc", "--workers", "2",
+                    "--fim-from", "samples").startswith(
+        "Error: --fim-from samples: sharded extraction estimates the FIM on the data")
+    assert "--workers applies to fisher-scores only" in ws.error(
+        "embed", "pixels", "-d", "small", "--workers", "2")
