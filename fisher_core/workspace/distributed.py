@@ -28,6 +28,24 @@ __all__ = ["distributed_fisher_scores"]
 _MODELS: dict[tuple[str, str, str], Any] = {}  # per worker process: the model, loaded once
 
 
+def _roomy_malloc() -> None:
+    """Undo Dask's ``MALLOC_TRIM_THRESHOLD_=65536`` for this worker's big tensors.
+
+    Dask's nanny starts workers with that setting (to hand memory back to the OS quickly);
+    it also fixes glibc's mmap threshold, so every large temporary of the per-example engine
+    is mapped and unmapped afresh: 3.2× slower scores (8.1 s against 2.5 s for 500 faces,
+    one thread). Raising both thresholds (glibc's ``mallopt``) restores the speed.
+    """
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to undo
+        return
+    libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: allocations below 32 MiB from the heap
+    libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD: keep up to 256 MiB of freed heap
+
+
 def _shard_scores(root: str, model_name: str, version: str, images: np.ndarray,
                   options: dict[str, Any]) -> np.ndarray:
     """On a worker: raw projected scores of one shard (no centring, scaling or norms)."""
@@ -40,6 +58,7 @@ def _shard_scores(root: str, model_name: str, version: str, images: np.ndarray,
     torch.set_num_threads(1)
     key = (root, model_name, version)
     if key not in _MODELS:
+        _roomy_malloc()
         _MODELS.clear()
         _MODELS[key] = load_saved_model(Workspace(root), model_name)[0]
     return fisher_scores(_MODELS[key], images, normalize=None, center=False, **options)
