@@ -151,14 +151,28 @@ def fisher_score_embedding(
                                     progress=report)
     finally:
         model.train(was_training)
+    return score_embedding(vectors, dataset_key, _model_name(model, model_name), dim=dim,
+                           projection=projection, normalize=normalize, center=center,
+                           power=power, l2=l2, seed=seed,
+                           from_samples=n_fim_samples if from_samples else None)
+
+
+def score_embedding(vectors: np.ndarray, dataset_key: str, model_name: str | None, *,
+                    dim: int | None, projection: str | None, normalize: str | None,
+                    center: bool, power: float | None, l2: bool, seed: int,
+                    from_samples: int | None = None, **extra: object) -> Embedding:
+    """The :class:`Embedding` record of Fisher scores (kind ``"fisher"``): the normalisation
+    label and parameters every producer of scores (one process or sharded) writes alike.
+    ``extra`` goes into ``params``."""
     norm = "+".join(s for s in ("center" if center else "", normalize or "",
-                                f"from{n_fim_samples}samples" if from_samples else "",
+                                f"from{from_samples}samples" if from_samples else "",
                                 f"power{power}" if power else "", "l2" if l2 else "") if s)
-    return Embedding(vectors, dataset_key, "fisher", model=_model_name(model, model_name),
+    return Embedding(vectors, dataset_key, "fisher", model=model_name,
                      normalization=norm or "none",
                      projection=f"{projection}-{dim}" if projection else None,
                      params={"dim": dim, "projection": projection, "normalize": normalize,
-                             "center": center, "power": power, "l2": l2, "seed": seed})
+                             "center": center, "power": power, "l2": l2, "seed": seed,
+                             **extra})
 
 
 def default_activation_layer(model: nn.Module) -> str:

@@ -230,6 +230,37 @@ class FisherScorer(BaseEstimator):
             out[s : s + 4096] = self._finish(torch.from_numpy(out[s : s + 4096])).numpy()
         return out
 
+    def fit_transform_raw(self, raw: np.ndarray, *, batch_size: int = 4096) -> np.ndarray:
+        """Centre / scale / power / L2 scores computed elsewhere, with statistics of all rows.
+
+        ``raw`` are this scorer's projected scores before any of those steps (what
+        ``FisherScorer(..., normalize=None, center=False)`` returns with the same ``dim``,
+        ``projection`` and ``seed``), e.g. gathered from shards computed on several workers;
+        the result is :meth:`fit_transform` of the same data.
+
+        Parameters
+        ----------
+        raw : ndarray of shape (N, dim)
+        batch_size : int, default=4096
+            Rows per block (bounds the float64 temporaries).
+
+        Returns
+        -------
+        ndarray of shape (N, dim), float32
+        """
+        self._setup()
+        raw = np.asarray(raw, dtype=np.float32)
+        if raw.ndim != 2 or raw.shape[1] != self.projection_.dim:
+            raise FisherScoreError(f"raw must be (N, {self.projection_.dim}) projected scores; "
+                                   f"got shape {raw.shape}.")
+        if self._needs_stats():
+            moments = _Moments()
+            for s in range(0, len(raw), batch_size):
+                moments.update(torch.from_numpy(raw[s:s + batch_size]))
+            self._set_output_stats(moments)
+        return np.concatenate([self._finish(torch.from_numpy(raw[s:s + batch_size])).numpy()
+                               for s in range(0, len(raw), batch_size)])
+
     # ---- setup and validation --------------------------------------------------------------
 
     def _setup(self) -> None:

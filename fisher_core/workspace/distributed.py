@@ -133,10 +133,8 @@ def distributed_fisher_scores(
         deterministic ``log_prob`` (PixelCNN, a GAN's D); a stochastic one (a VAE's ELBO)
         draws different noise on each worker.
     """
-    import torch
-
+    from ..embeddings.deep import score_embedding
     from ..fisher import FisherScorer
-    from ..fisher.scores import _Moments
     from .runs import load_saved_model
 
     if normalize not in (None, "fim_diag"):
@@ -173,21 +171,8 @@ def distributed_fisher_scores(
     # centring and scaling: statistics of all rows, applied as the single process does
     scorer = FisherScorer(model, dim=dim, projection=projection, normalize=normalize,
                           center=center, power=power, l2=l2, batch_size=batch_size, seed=seed)
-    scorer._setup()
-    if center or normalize is not None:
-        moments = _Moments()
-        for s in range(0, n, batch_size):
-            moments.update(torch.from_numpy(raw[s:s + batch_size]))
-        scorer._set_output_stats(moments)
-    vectors = np.concatenate([scorer._finish(torch.from_numpy(raw[s:s + 4096])).numpy()
-                              for s in range(0, n, 4096)])
+    vectors = scorer.fit_transform_raw(raw)
     report(1.0, "done")
-    label = "+".join(p for p in ("center" if center else "", normalize or "",
-                                 f"power{power}" if power is not None else "",
-                                 "l2" if l2 else "") if p)
-    return Embedding(vectors, dataset_key, "fisher", model=model_name,
-                     normalization=label or "none",
-                     projection=f"{projection}-{dim}" if projection else None,
-                     params={"dim": dim, "projection": projection, "normalize": normalize,
-                             "center": center, "power": power, "l2": l2, "seed": seed,
-                             "sharded": len(starts)})
+    return score_embedding(vectors, dataset_key, model_name, dim=dim, projection=projection,
+                           normalize=normalize, center=center, power=power, l2=l2, seed=seed,
+                           sharded=len(starts))

@@ -72,3 +72,22 @@ def test_fisher_scores_can_stay_on_the_device(normalize):
                                scorer.transform(x), rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match="output must be 'numpy' or 'torch'; got 'list'"):
         scorer.transform(x, output="list")
+
+
+def test_fit_transform_raw_equals_fit_transform():
+    """Scores gathered from elsewhere (Dask shards) get the statistics of all rows exactly
+    as the one-pass path gives them."""
+    from fisher_core.fisher import FisherScoreError, FisherScorer, fisher_scores
+    from fisher_core.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("pixelcnn", channels=1, height=6, width=6, levels=4, hidden=4,
+                        n_blocks=1, head_hidden=4)
+    x = torch.randint(0, 4, (30, 1, 6, 6), generator=torch.Generator().manual_seed(5)) / 3.0
+    raw = fisher_scores(model, x, dim=16, seed=2)  # no centring, no scaling
+    kw = dict(dim=16, seed=2, normalize="fim_diag", center=True, power=0.5, l2=True)
+    got = FisherScorer(model, **kw).fit_transform_raw(raw, batch_size=7)
+    np.testing.assert_allclose(got, FisherScorer(model, **kw).fit_transform(x), rtol=1e-5,
+                               atol=1e-6)
+    with pytest.raises(FisherScoreError, match=r"raw must be \(N, 16\) projected scores"):
+        FisherScorer(model, **kw).fit_transform_raw(raw[:, :8])
