@@ -11,14 +11,12 @@ One window of rows at a time (whole consecutive sets, or part of one long set):
 2. Posteriors: 2^(l − max l) per row and the row sums, in place; γ is their ratio.
 3. Statistics S0 = Σγ and Σγ [x², x] per (set, component):
 
-   - *sparse* (``posterior_threshold`` τ > 0, CPU, float32 statistics): only the pairs
-     whose posterior exceeds τ times the row's largest count. Most descriptors sit in one
-     or two components, so there are ≈ 1–2 pairs per row instead of K; they become a CSR
-     matrix with rows (set, component) and columns the rows of the window, and one
-     sparse × dense product gives every Σγ[x², x]. The index work on the pairs is done in
-     NumPy, whose per-call cost on such small arrays is far below torch's. When more than
-     ``_DENSE_ABOVE`` of the posteriors pass (unclustered data: the sparse bookkeeping
-     then costs more than the GEMM it replaces), or on other devices, the dense path is
+   - *sparse* (``posterior_threshold`` τ > 0, CPU): only the pairs whose posterior exceeds
+     τ times the row's largest. Most descriptors sit in one or two components, so there
+     are ≈ 1–2 pairs per row instead of K; a compiled kernel (:mod:`._fv_kernels`) adds
+     γ·[x², x] of each kept pair into its set's block, sets in parallel. When more than
+     ``_DENSE_ABOVE`` of the posteriors pass (unclustered data: ≈ 2D multiply-adds per pair
+     then cost more than the GEMM they replace), or on other devices, the dense path is
      used with the dropped posteriors set to zero: the same result either way.
    - *dense*: a batched GEMM ``γᵀ [x², x]`` over the sets of the window (zero-padded to a
      common length when their lengths differ).
@@ -26,17 +24,17 @@ One window of rows at a time (whole consecutive sets, or part of one long set):
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._fv_kernels import sparse_set_statistics
+
 # Log2-ratios to the row maximum are clamped before exp2, as in ``_em.softmax_``: posteriors
 # under 2^-87 (float32) are zero for every purpose and subnormal floats are slow on x86.
 _EXP2_FLOOR = {torch.float32: -87.0, torch.float64: -288.0}
-_BYTE_OF_BIT = np.uint64(0x0001020304050607)
-_DENSE_ABOVE = 1 / 32  # fraction of kept posteriors above which dense statistics win
+_DENSE_ABOVE = 1 / 16  # fraction of kept posteriors above which dense statistics win
+_DENSITY_PROBE = 512  # rows of a window on which that fraction is judged
 
 
 def gemm_precision(precision: str, device: torch.device):
@@ -177,66 +175,15 @@ def _padded(rows: torch.Tensor, lens: np.ndarray, longest: int) -> torch.Tensor:
 def _sparse_statistics(weights, total, aug, lens: np.ndarray, tau: float):
     """Statistics from the (row, component) pairs with γ > τ; None when too many pass.
 
-    CPU only: the index work is on ≈ 1–2 pairs per row, where NumPy's per-call cost is far
-    below torch's; the one product that touches [x², x] is torch's sparse × dense.
+    CPU only (:mod:`._fv_kernels`). The density is judged on the window's first rows: when
+    more than ``_DENSE_ABOVE`` of their posteriors pass (unclustered data), the dense GEMM
+    is cheaper than ≈ 2D multiply-adds per kept pair.
     """
     n, k = weights.shape
-    m = len(lens)
     e, z = weights.numpy(), total.numpy()  # (n, K), (n, 1)
     if not np.isfinite(z).all():
         return None  # NaN/inf rows: the dense product carries them into the vectors
-    flat = _flat_above(e, tau, int(_DENSE_ABOVE * n * k))
-    if flat is None:
+    probe = e[:_DENSITY_PROBE]
+    if np.count_nonzero(probe > tau) > _DENSE_ABOVE * probe.size:
         return None
-    row, comp = np.divmod(flat, k)  # (nnz,) each, rows ascending
-    vals = e.reshape(-1)[flat] / z[row, 0]  # γ of the pairs
-    if m * int(lens[0]) == n:  # equal lengths
-        set_of = row // int(lens[0])
-    else:
-        set_of = np.searchsorted(np.cumsum(lens), row, side="right")
-    key = set_of * k + comp  # CSR row (set, component) of each pair
-    order = _stable_order(key, m * k)
-    crow = np.zeros(m * k + 1, dtype=np.int64)
-    np.cumsum(np.bincount(key, minlength=m * k), out=crow[1:])
-    s0 = np.bincount(key, weights=vals, minlength=m * k).astype(vals.dtype)  # (m·K,)
-    with warnings.catch_warnings():  # "sparse CSR support is in beta"
-        warnings.simplefilter("ignore", UserWarning)
-        pairs = torch.sparse_csr_tensor(torch.from_numpy(crow), torch.from_numpy(row[order]),
-                                        torch.from_numpy(vals[order]), size=(m * k, n))
-        sxx = (pairs @ aug).view(m, k, -1)  # (m, K, 2D)
-    return torch.from_numpy(s0).view(m, k), sxx
-
-
-def _flat_above(e: np.ndarray, tau: float, most: int) -> np.ndarray | None:
-    """Ascending flat indices of ``e`` (n, K) > ``tau``; None if more than ``most``.
-
-    The mask is read 8 bytes (components) at a time: most words are all zero and most of
-    the others hold one hit, whose byte is found by arithmetic; only the rare words with
-    several hits are decoded byte by byte.
-    """
-    size = e.size
-    mask = np.empty(-(-size // 8) * 8, dtype=bool)
-    mask[size:] = False
-    np.greater(e, tau, out=mask[:size].reshape(e.shape))
-    if np.count_nonzero(mask) > most:
-        return None
-    packed = mask.view(np.int64)
-    hit = np.flatnonzero(packed != 0)  # (w,) words with a hit
-    words = packed[hit]
-    low = words & -words  # the lowest hit of each word: 2^(8j) for byte j
-    # 2^(8j) · 0x0001020304050607 has j in its top byte
-    flat = hit * 8 + ((low.view(np.uint64) * _BYTE_OF_BIT) >> np.uint64(56)).view(np.int64)
-    rest = words ^ low
-    several = np.flatnonzero(rest != 0)
-    if len(several):
-        within = np.flatnonzero(rest[several].view(np.uint8))  # their other hits
-        more = hit[several][within >> 3] * 8 + (within & 7)
-        flat = np.insert(flat, np.searchsorted(flat, more), more)
-    return flat
-
-
-def _stable_order(key: np.ndarray, n_keys: int) -> np.ndarray:
-    """Stable sorting permutation of small non-negative integer keys."""
-    if n_keys <= 1 << 16:  # NumPy radix-sorts 16-bit keys: linear time
-        return np.argsort(key.astype(np.uint16), kind="stable")
-    return np.argsort(key, kind="stable")
+    return sparse_set_statistics(e, z, aug.numpy(), lens, tau)

@@ -134,17 +134,6 @@ def test_default_threshold_matches_dense_and_scikit_image(monkeypatch):
     np.testing.assert_allclose(exact, ref, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("shape", [(50, 64), (33, 7), (1, 3), (200, 9)])
-@pytest.mark.parametrize("density", [0.02, 0.3, 1.0])
-def test_pair_scan_equals_flatnonzero(shape, density):
-    rng = np.random.default_rng(0)  # words with one, several or eight hits; ragged tails
-    e = ((rng.random(shape) < density) * rng.random(shape)).astype(np.float32)
-    expected = np.flatnonzero(e > 0.1)
-    np.testing.assert_array_equal(_fv_stats._flat_above(e, 0.1, e.size), expected)
-    if len(expected):
-        assert _fv_stats._flat_above(e, 0.1, len(expected) - 1) is None
-
-
 def test_too_dense_falls_back_with_the_same_result(unclustered, monkeypatch):
     gmm, sets = unclustered
     dense = fisher_vector(sets, gmm, dtype="float64", posterior_threshold=1e-3)
