@@ -22,7 +22,7 @@ Per example ``i`` the pipeline is
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -236,7 +236,8 @@ class FisherScorer(BaseEstimator):
         ``raw`` are this scorer's projected scores before any of those steps (what
         ``FisherScorer(..., normalize=None, center=False)`` returns with the same ``dim``,
         ``projection`` and ``seed``), e.g. gathered from shards computed on several workers;
-        the result is :meth:`fit_transform` of the same data.
+        the result is :meth:`fit_transform` of the same data. For rows that do not fit in
+        memory, :meth:`fit_raw` on their chunks, then :meth:`transform_raw` chunk by chunk.
 
         Parameters
         ----------
@@ -248,20 +249,42 @@ class FisherScorer(BaseEstimator):
         -------
         ndarray of shape (N, dim), float32
         """
+        blocks = [raw[s:s + batch_size] for s in range(0, len(raw), batch_size)] or [raw]
+        self.fit_raw(blocks)
+        return np.concatenate([self.transform_raw(b) for b in blocks])
+
+    def fit_raw(self, chunks: Iterable[np.ndarray]) -> FisherScorer:
+        """Estimate the centre and diagonal FIM from raw projected scores, chunk by chunk.
+
+        Parameters
+        ----------
+        chunks : iterable of ndarray of shape (n_i, dim)
+            Raw scores (see :meth:`fit_transform_raw`), read one at a time.
+
+        Returns
+        -------
+        FisherScorer
+            self.
+        """
         self._setup()
+        moments = _Moments()
+        for raw in chunks:
+            moments.update(torch.from_numpy(self._check_raw(raw)))
+        if self._needs_stats():
+            self._set_output_stats(moments)
+        return self
+
+    def transform_raw(self, raw: np.ndarray) -> np.ndarray:
+        """Centre / scale / power / L2 one block of raw scores with the fitted statistics."""
+        check_is_fitted(self, "projection_")
+        return self._finish(torch.from_numpy(self._check_raw(raw))).numpy()
+
+    def _check_raw(self, raw: np.ndarray) -> np.ndarray:
         raw = np.asarray(raw, dtype=np.float32)
         if raw.ndim != 2 or raw.shape[1] != self.projection_.dim:
             raise FisherScoreError(f"raw must be (N, {self.projection_.dim}) projected scores; "
                                    f"got shape {raw.shape}.")
-        if self._needs_stats():
-            moments = _Moments()
-            for s in range(0, len(raw), batch_size):
-                moments.update(torch.from_numpy(raw[s:s + batch_size]))
-            self._set_output_stats(moments)
-        return np.concatenate([self._finish(torch.from_numpy(raw[s:s + batch_size])).numpy()
-                               for s in range(0, len(raw), batch_size)])
-
-    # ---- setup and validation --------------------------------------------------------------
+        return raw
 
     def _setup(self) -> None:
         _check_options(self)

@@ -16,9 +16,11 @@ from .decoders import (
     train_extractor,
 )
 from .distributed import distributed_fisher_scores
+from .extract import CHUNKED_KINDS, ArrayRows, chunked_embedding, partial_folder
 from .jobs import Job, JobRegistry, JobSnapshot
 from .names import derived_name
 from .results import load_rows, result_key_name, save_rows
+from .rows import DatasetRows
 from .runs import (
     ModelRun,
     RunLog,
@@ -54,6 +56,11 @@ __all__ = [
     "default_root",
     "discard_run",
     "distributed_fisher_scores",
+    "chunked_embedding",
+    "partial_folder",
+    "CHUNKED_KINDS",
+    "ArrayRows",
+    "DatasetRows",
     "derived_name",
     "edit_scores",
     "extractor_entry",

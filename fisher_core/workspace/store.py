@@ -36,6 +36,7 @@ from ..data.dataset import ImageDataset
 from ..embeddings.embedding import Embedding
 from ..utils.io import atomic_write_bytes, atomic_write_json, load_arrays, read_json, save_arrays
 from . import locks
+from .rows import DatasetRows, dataset_arrays, dataset_meta
 
 __all__ = ["KINDS", "NAME_MAX", "Entry", "EntryError", "Workspace", "check_name", "default_root"]
 
@@ -271,7 +272,11 @@ class Workspace:
 
     # ------------------------------------------------------------------ datasets
     def save_dataset(self, ds: ImageDataset, name: str) -> Entry:
-        """Save an :class:`ImageDataset` (images stored as uint8 when lossless)."""
+        """Save an :class:`ImageDataset` (images stored as uint8 when lossless).
+
+        Arrays are ``.npy`` files (``images``, ``labels``, ``attributes``), so that
+        :meth:`dataset_rows` reads them a chunk at a time.
+        """
         q = np.round(ds.images * 255.0)
         lossless = bool(np.abs(q / 255.0 - ds.images).max() < 1e-6)
         arrays = {"images": q.astype(np.uint8) if lossless else ds.images}
@@ -279,17 +284,18 @@ class Workspace:
             arrays["labels"] = ds.labels
         if ds.attributes is not None:
             arrays["attributes"] = ds.attributes.astype(np.uint8)
-        meta = {"summary": ds.summary(), "class_names": ds.class_names,
-                "attribute_names": ds.attribute_names, "levels": ds.levels,
-                "title": ds.name}
-        with self.writer("datasets", name, meta) as d:
-            save_arrays(d / "arrays.safetensors", arrays)
+        with self.writer("datasets", name, {**dataset_meta(ds), "arrays": sorted(arrays)}) as d:
+            for key, value in arrays.items():
+                np.save(d / f"{key}.npy", value, allow_pickle=False)
         return self.entry("datasets", name)
 
     def load_dataset(self, name: str) -> ImageDataset:
-        """Load a dataset saved with :meth:`save_dataset`."""
+        """Load a dataset saved with :meth:`save_dataset` into memory (float32 images).
+
+        Float32 images are memory-mapped copy-on-write (no copy); uint8 ones are converted.
+        """
         def load(e: Entry) -> ImageDataset:
-            arrays = load_arrays(e.path / "arrays.safetensors")
+            arrays = dataset_arrays(e)
             images = arrays["images"]
             images = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images
             attrs = arrays.get("attributes")
@@ -302,6 +308,13 @@ class Workspace:
             )
         return self._read_payload("datasets", name, load)
 
+    def dataset_rows(self, name: str) -> DatasetRows:
+        """Dataset ``name`` opened for reading in chunks (:class:`DatasetRows`): nothing but
+        its labels is read until rows are asked for."""
+        def load(e: Entry) -> DatasetRows:
+            return DatasetRows(e, dataset_arrays(e, images=False))
+        return self._read_payload("datasets", name, load)
+
     # ------------------------------------------------------------------ embeddings
     def save_embedding(self, emb: Embedding, name: str) -> Entry:
         """Save an :class:`Embedding` (``vectors.npy``, and ``base.npy`` when it has one)."""
@@ -309,6 +322,18 @@ class Workspace:
             np.save(d / "vectors.npy", emb.vectors, allow_pickle=False)
             if emb.base is not None:  # the vectors before their data-fitted steps (probes)
                 np.save(d / "base.npy", emb.base, allow_pickle=False)
+        return self.entry("embeddings", name)
+
+    def save_embedding_file(self, emb: Embedding, name: str, vectors_file: Path) -> Entry:
+        """Commit an embedding whose vectors already lie in ``vectors_file`` (a ``.npy`` on
+        this workspace's file system, e.g. streamed there chunk by chunk): the file is moved
+        into the new version, not copied. ``emb`` gives the record (its ``base`` must be
+        None)."""
+        if emb.base is not None:
+            raise ValueError("save_embedding_file takes embeddings without a base; use "
+                             "save_embedding.")
+        with self.writer("embeddings", name, {"embedding": emb.metadata()}) as d:
+            os.replace(vectors_file, d / "vectors.npy")
         return self.entry("embeddings", name)
 
     def load_embedding(self, name: str) -> Embedding:

@@ -43,23 +43,23 @@ def test_processes_saving_and_reading_the_same_names(tmp_path):
 def test_reader_retries_when_a_save_replaces_the_version_it_reads(ws, digits, monkeypatch):
     """A save commits and cleans up between a reader's CURRENT and its payload (defect 6)."""
     ws.save_dataset(digits, "d")
-    real = store_module.load_arrays
+    real = store_module.dataset_arrays
     calls = []
 
-    def racing_load(path):
+    def racing_load(entry, **kw):
         if not calls:  # the first read loses the race: the version it picked is removed
             ws.save_dataset(digits.subset(slice(0, 2)), "d")
-        calls.append(path)
-        return real(path)
+        calls.append(entry.path)
+        return real(entry, **kw)
 
-    monkeypatch.setattr(store_module, "load_arrays", racing_load)
+    monkeypatch.setattr(store_module, "dataset_arrays", racing_load)
     assert len(ws.load_dataset("d")) == 2
     assert len(calls) == 2 and calls[0] != calls[1]
 
 
 def test_genuinely_corrupt_entry_is_still_reported(ws, digits):
     ws.save_dataset(digits, "d")
-    p = ws.entry("datasets", "d").path / "arrays.safetensors"
+    p = ws.entry("datasets", "d").path / "images.npy"
     p.write_bytes(b"garbage")
     with pytest.raises(EntryError, match="datasets/d is corrupt"):
         ws.load_dataset("d")
@@ -72,9 +72,9 @@ def test_delete_during_a_save_is_refused_clearly(ws, digits):
 
     def save():
         try:
-            with ws.writer("datasets", "d", {"title": "x"}) as folder:
-                (folder / "arrays.safetensors").write_bytes(
-                    (ws.entry("datasets", "d").path / "arrays.safetensors").read_bytes())
+            with ws.writer("datasets", "d", {"title": "x", "arrays": ["images"]}) as folder:
+                (folder / "images.npy").write_bytes(
+                    (ws.entry("datasets", "d").path / "images.npy").read_bytes())
                 inside.set()
                 release.wait(30)
         except Exception as exc:

@@ -102,7 +102,7 @@ def test_corrupt_entries_reported_and_skipped(ws):
     e = ws.entry("datasets", "bad-meta")
     (e.path / "meta.json").write_text("{not json")
     (ws.root / "datasets" / "bad-current" / "CURRENT").write_text("v-missing")
-    p = ws.entry("datasets", "bad-payload").path / "arrays.safetensors"
+    p = ws.entry("datasets", "bad-payload").path / "images.npy"
     p.write_bytes(p.read_bytes()[:50])
     (ws.root / "datasets" / "stray-folder").mkdir()
     assert sorted(ws.names("datasets")) == ["bad-payload", "good"]
