@@ -21,7 +21,7 @@ from ..embeddings import (
     patch_gmm_embedding,
     pixel_embedding,
 )
-from ..workspace import load_saved_model
+from ..workspace import check_name, load_saved_model
 from .cmd_train import check_device
 from .common import CliError, Session, session, slug
 from .ui import Bar, table
@@ -52,6 +52,7 @@ APPLIES = {"model": (*FAMILIES, *OPTIONAL_MODEL), "dim": ("fisher-scores", "afv"
            "projection": ("fisher-scores", "afv"), "normalize": ("fisher-scores", "afv"),
            "generator_samples": ("afv",), "whiten": ("fisher-vector",),
            "workers": ("fisher-scores",), "scheduler": ("fisher-scores",),
+           "chunk_rows": ("fisher-scores", "fisher-vector", "activations", "pixels"),
            "center": ("fisher-scores",), "pool": ("activations",),
            "components": ("fisher-vector",), "patch": ("fisher-vector",),
            "stride": ("fisher-vector",), "pca": ("fisher-vector",),
@@ -246,6 +247,11 @@ def embed(
     scheduler: Annotated[str | None, typer.Option(
         help="Fisher scores: shard over an existing Dask cluster (tcp://host:8786) whose "
         "workers see this workspace folder.", show_default=False)] = None,
+    chunk_rows: Annotated[int | None, typer.Option(
+        min=1, help="fisher-scores, fisher-vector (with --model), activations, pixels: read "
+        "the dataset and write the vectors N images at a time (memory flat in the dataset's "
+        "size); the same command again resumes an interrupted run.", show_default=False)
+    ] = None,
     whiten: Annotated[int | None, typer.Option(
         min=0, help="Fisher vectors: PCA-whiten to this many dimensions before L2, 0 for "
         "none (probes refit it per fold) [0].", show_default=False)] = None,
@@ -291,11 +297,14 @@ def embed(
                  center=center, pool=pool, components=components, patch=patch, stride=stride,
                  pca=pca, normalization=normalization, power=power, l2=l2, fim_from=fim_from,
                  fim_samples=fim_samples, generator_samples=generator_samples, whiten=whiten,
-                 descriptors=descriptors, workers=workers, scheduler=scheduler)
+                 descriptors=descriptors, workers=workers, scheduler=scheduler,
+                 chunk_rows=chunk_rows)
     _check_options(k, given)
     dev = check_device(device, cpu_only=None if k in GPU_KINDS else
                        f"embed {k} runs on the CPU only (--device applies to "
                        f"{' and '.join(GPU_KINDS)})")
+    if chunk_rows is not None:
+        return _embed_chunked(sess, k, dataset, model, given, seed, name, overwrite)
     ds, key = sess.dataset(dataset)
     small = ds.shape[1] <= 16
     defaults = dict(dim=512, projection="sparse",
@@ -305,7 +314,7 @@ def embed(
                     normalization="analytic", power=k == "fisher-vector",
                     l2=k == "fisher-vector", fim_from="data", fim_samples=256,
                     generator_samples=1024, whiten=0, descriptors="dense", workers=0,
-                    scheduler=None)
+                    scheduler=None, chunk_rows=None)
     if k in LOCAL_KINDS:  # normalised like Fisher vectors: √ then L2
         defaults.update(power=True, l2=True)
     o = {**defaults, **{k2: v for k2, v in given.items() if v is not None}, "seed": seed}
@@ -336,6 +345,66 @@ def embed(
     meta = emb.metadata()
     sess.ui.result(
         {"saved": [{"kind": "embeddings", "name": name}], "embedding": name, **meta},
+        f"Saved embedding {name}: {emb.label()}, {emb.n:,} × {emb.dim:,} (dataset {key}).",
+        table(None, ["embedding", "kind", "model", "rows", "dims"],
+              [[name, emb.kind, emb.model, emb.n, emb.dim]]))
+
+
+def _embed_chunked(sess: Session, k: str, dataset: str, model: str | None,
+                   given: dict[str, Any], seed: int, name: str | None, overwrite: bool) -> None:
+    """``embed ... --chunk-rows N``: chunk by chunk into the workspace, resumable."""
+    from ..workspace import chunked_embedding
+
+    if k == "fisher-vector" and model is None:
+        raise CliError("embed fisher-vector --chunk-rows needs --model, a trained gmm (the "
+                       f"mixture is fitted once on a sample: '{sess.prog} train gmm').")
+    clash = [f"--{o.replace('_', '-')}" for o in ("workers", "scheduler", "whiten", "fim_from",
+                                                   "components", "patch", "stride", "pca")
+             if given[o] not in (None, 0)]
+    if clash:
+        raise CliError(f"{', '.join(clash)}: not with --chunk-rows (chunked extraction reads "
+                       "the dataset once, in order, in this process).")
+    if given["normalization"] == "empirical":
+        raise CliError("--normalization empirical: not with --chunk-rows (it learns from all "
+                       "rows at once); use analytic or none.")
+    ws = sess.workspace()
+    check_name(dataset)
+    if not (ws.root / "datasets" / dataset).is_dir():
+        sess.dataset(dataset)  # the one clear "no dataset named ..." message
+    rows, key = ws.dataset_rows(dataset), f"workspace:{dataset}"
+    net = _model(sess, k, model, key) if model is not None or k in FAMILIES else None
+    o = {"pool": given["pool"] or "mean", "dim": given["dim"] or 512,
+         "projection": given["projection"] or "sparse", "center": given["center"] is not False,
+         "normalize": None if given["normalize"] == "none" else "fim_diag",
+         "normalization": given["normalization"] or "analytic",
+         "power": given["power"] if given["power"] is not None else k == "fisher-vector",
+         "l2": given["l2"] if given["l2"] is not None else k == "fisher-vector"}
+    kind = k.replace("-", "_")
+    options = {"fisher_scores": {"dim": o["dim"], "projection": o["projection"],
+                                 "normalize": o["normalize"], "center": o["center"],
+                                 "power": 0.5 if o["power"] else None, "l2": o["l2"],
+                                 "seed": seed},
+               "fisher_vector": {"normalization": o["normalization"],
+                                 "power": 0.5 if o["power"] else None, "l2": o["l2"]},
+               "activations": {"pool": o["pool"]}, "pixels": {}}[kind]
+    if kind == "fisher_scores" and o["projection"] == "none":
+        raise CliError("--projection none: not with --chunk-rows (exact scores have one column "
+                       "per parameter); choose sparse, gaussian or kron.")
+    defaults = {"normalize": "fim_diag", "whiten": 0, "fim_from": "data", "fim_samples": 256,
+                "generator_samples": 1024, "components": 0, "patch": 0, "stride": 0, "pca": 0,
+                "descriptors": "dense"}
+    label = _default_name(k, dataset, model, {**defaults, **o})
+    name = sess.new_name("embeddings", name or label, overwrite)
+    with sess.ui.progress(f"{k} of {dataset}, {given['chunk_rows']:,} images a chunk") as bar:
+        try:
+            emb = chunked_embedding(ws, name, rows, kind, model=net, model_name=model,
+                                    options=options, chunk_rows=given["chunk_rows"],
+                                    dataset_key=key, progress=bar)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    sess.ui.result(
+        {"saved": [{"kind": "embeddings", "name": name}], "embedding": name,
+         **emb.metadata()},
         f"Saved embedding {name}: {emb.label()}, {emb.n:,} × {emb.dim:,} (dataset {key}).",
         table(None, ["embedding", "kind", "model", "rows", "dims"],
               [[name, emb.kind, emb.model, emb.n, emb.dim]]))

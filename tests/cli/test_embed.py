@@ -192,3 +192,60 @@ def test_fisher_scores_sharded_over_two_local_workers(ws):
         "Error: --fim-from samples: sharded extraction estimates the FIM on the data")
     assert "--workers applies to fisher-scores only" in ws.error(
         "embed", "pixels", "-d", "small", "--workers", "2")
+
+
+def test_chunked_fisher_scores_equal_the_in_memory_ones(ws):
+    out = ws.json("embed", "fisher-scores", "-d", "small", "-m", "pc", "--dim", "16",
+                  "--chunk-rows", "64", "--name", "scores-chunked")
+    w = Workspace(ws.root)
+    np.testing.assert_allclose(w.load_embedding(out["embedding"]).vectors,
+                               w.load_embedding("scores").vectors, rtol=1e-4, atol=1e-5)
+    assert out["params"]["chunk_rows"] == 64
+    px = ws.json("embed", "pixels", "-d", "small", "--chunk-rows", "100", "--name", "px-c")
+    np.testing.assert_array_equal(w.load_embedding(px["embedding"]).vectors,
+                                  w.load_embedding("small-pixels").vectors)
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["fisher-vector", "--chunk-rows", "10"], "embed fisher-vector --chunk-rows needs --model"),
+    (["fisher-scores", "-m", "pc", "--chunk-rows", "10", "--workers", "2"],
+     "--workers: not with --chunk-rows"),
+    (["fisher-scores", "-m", "pc", "--chunk-rows", "10", "--projection", "none"],
+     "--projection none: not with --chunk-rows"),
+    (["afv", "--chunk-rows", "10"], "--chunk-rows applies to"),
+])
+def test_chunked_errors(ws, args, line):
+    assert line in ws.error("embed", *args, "-d", "small")
+
+
+def test_a_killed_chunked_extraction_resumes_to_the_same_array(ws, tmp_path):
+    """SIGKILL a real ``fisherlab embed --chunk-rows`` once it has written two chunks; the
+    same command again writes only the rest, and the result equals an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "fisher_core.cli", "--workspace", str(ws.root), "--json",
+           "embed", "fisher-scores", "-d", "small", "-m", "pc", "--dim", "16",
+           "--chunk-rows", "10", "--name", "scores-killed"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stage = ws.root / ".partial"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(list(stage.glob("scores-killed-*/part-*.npy"))) >= 2:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = sorted(stage.glob("scores-killed-*/part-*.npy"))
+    assert 2 <= len(written) < 30  # killed mid-way (300 rows, 30 chunks)
+    w = Workspace(ws.root)
+    assert not w.exists("embeddings", "scores-killed")  # nothing half-written is live
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_allclose(w.load_embedding("scores-killed").vectors,
+                               w.load_embedding("scores").vectors, rtol=1e-4, atol=1e-5)
+    assert not list(stage.glob("scores-killed-*"))
