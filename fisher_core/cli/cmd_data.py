@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from ..data import ImageDataset, load_builtin, load_file
-from ..workspace import list_models
+from ..data import ImageDataset, load_builtin
+from ..workspace import import_dataset, list_models
 from .common import CliError, Session, session, slug
 from .ui import table
 
@@ -38,9 +38,12 @@ def _describe(ds: ImageDataset) -> dict:
 
 
 def _save(sess: Session, ds: ImageDataset, name: str, source: str) -> None:
-    ws = sess.workspace(create=True)
-    ws.save_dataset(ds, name)
-    info = _describe(ds)
+    sess.workspace(create=True).save_dataset(ds, name)
+    _report(sess, name, source, _describe(ds))
+
+
+def _report(sess: Session, name: str, source: str, info: dict) -> None:
+    ws = sess.workspace()
     sess.ui.result(
         {"saved": [{"kind": "datasets", "name": name}], "dataset": name,
          "key": f"workspace:{name}", "source": source, "workspace": str(ws.root), **info},
@@ -91,9 +94,13 @@ def import_(
         raise CliError(f"no file {file}; give the path of a dataset file.")
     name = sess.new_name("datasets", name or slug(file.name.split(".")[0], "dataset"),
                          overwrite)
-    with sess.ui.progress(f"reading {file.name}", indeterminate=True):
-        ds = load_file(file, size=size)
-    _save(sess, ds, name, str(file))
+    ws = sess.workspace(create=True)
+    with sess.ui.progress(f"importing {file.name}") as bar:  # a zip of images is streamed
+        entry = import_dataset(ws, file, name, size=size, progress=bar)
+    s = entry.meta["summary"]
+    _report(sess, name, str(file), {"n": s["n"], "shape": s["shape"], "levels": s["levels"],
+                                    "classes": len(s["class_names"] or []),
+                                    "attributes": s["attribute_names"]})
 
 
 @data_app.command("list")

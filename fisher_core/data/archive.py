@@ -19,12 +19,12 @@ from .attributes import check_csv_size, read_attributes
 from .convert import ImagePlan, StreamSource, convert, plan_images
 from .errors import DatasetError
 from .idx import IdxHeader, finish_stream, read_header
-from .images import decode_images, probe_images
+from .images import ImagesPlan, decode_images, probe_images
 from .limits import Limits
 from .streams import gzip_errors, member_errors, read_up_to
 from .zipmembers import MemberTable
 
-__all__ = ["ZipContent", "open_zip", "read_image_zip"]
+__all__ = ["ZipContent", "ZipImages", "open_zip", "prepare_image_zip", "read_image_zip"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 _JUNK = ("__MACOSX/", ".DS_Store", "Thumbs.db", "desktop.ini")
@@ -101,9 +101,38 @@ def _is_junk(name: str) -> bool:
     return name.startswith("__MACOSX/") or base in _JUNK or base.startswith("._")
 
 
+@dataclass
+class ZipImages:
+    """A zip of images, checked from headers, ready to decode (see :func:`prepare_image_zip`)."""
+
+    members: MemberTable
+    plan: ImagesPlan
+    labels: np.ndarray | None
+    class_names: list[str] | None
+    attributes: np.ndarray | None
+    attribute_names: list[str] | None
+
+
 def read_image_zip(table: MemberTable, limits: Limits, what: str,
                    resize_to: tuple[int, int] | None) -> ZipContent:
     """Decode a zip of PNG/JPEG images (or an images+labels IDX pair) within ``limits``."""
+    prepared = prepare_image_zip(table, limits, what, resize_to)
+    if isinstance(prepared, ZipContent):
+        return prepared
+    z = prepared
+    stacked = decode_images(z.members, z.plan, what)
+    return ZipContent(stacked, z.labels, z.class_names, z.attributes, z.attribute_names)
+
+
+def prepare_image_zip(table: MemberTable, limits: Limits, what: str,
+                      resize_to: tuple[int, int] | None, *, eager: bool = True
+                      ) -> ZipImages | ZipContent:
+    """Sort a zip's members out, read the images' headers and the side data (labels from
+    folders, attributes.csv), all checked against ``limits``; the pixels are left to decode.
+
+    An images + labels IDX pair is read whole (a :class:`ZipContent`). ``eager``: keep the
+    pixels of small images read whole while probing (see :func:`probe_images`).
+    """
     files = [k for k, n in enumerate(table.names) if not n.endswith("/") and not _is_junk(n)]
     if any(_looks_idx(table.names[k]) for k in files):
         return _read_idx_pair(table, files, limits, what, resize_to)
@@ -132,12 +161,11 @@ def read_image_zip(table: MemberTable, limits: Limits, what: str,
     if csvs:
         check_csv_size(int(table.usize[csvs[0]]), len(members), what)  # before any image
     labels, class_names = _folder_labels(members.names, what)
-    plan = probe_images(members, what, limits, resize_to)
+    plan = probe_images(members, what, limits, resize_to, eager=eager)
     attributes, attribute_names = None, None
     if csvs:  # parsed before the pixels are decoded: a bad table fails fast
         attributes, attribute_names = read_attributes(table, csvs[0], members.names, what)
-    stacked = decode_images(members, plan, what)
-    return ZipContent(stacked, labels, class_names, attributes, attribute_names)
+    return ZipImages(members, plan, labels, class_names, attributes, attribute_names)
 
 
 def _looks_idx(name: str) -> bool:

@@ -13,7 +13,8 @@ reading and opening each of many tiny images twice.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from .limits import Limits
 from .streams import member_errors
 from .zipmembers import MemberTable
 
-__all__ = ["ImagesPlan", "decode_images", "probe_images"]
+__all__ = ["ImagesPlan", "decode_blocks", "decode_images", "probe_images"]
 
 _PROBE_FIRST = 1 << 16  # bytes read to find a header; grown ×8 while PIL needs more ...
 _PROBE_MAX = 1 << 23  # ... up to this (metadata before the pixels: ICC profiles, EXIF)
@@ -59,12 +60,16 @@ class ImagesPlan:
 
 
 def probe_images(members: MemberTable, what: str, limits: Limits,
-                 resize_to: tuple[int, int] | None) -> ImagesPlan:
-    """Read every image's header and check the dataset they make against ``limits``."""
+                 resize_to: tuple[int, int] | None, *, eager: bool = True) -> ImagesPlan:
+    """Read every image's header and check the dataset they make against ``limits``.
+
+    ``eager``: keep the pixels of images read whole while probing (small ones), decoded
+    into ``plan.pixels``; a streamed import (:func:`decode_blocks`) passes False.
+    """
     n = len(members)
     hw = np.empty((n, 2), dtype=np.int64)  # not a list of tuples: 16 bytes an image
     channels = 1
-    eager = resize_to is None  # decode images read whole, while at hand, into ``pixels``
+    eager = eager and resize_to is None  # decode images read whole, while at hand
     pixels = None
     for k in range(n):
         h, w, c, arr = _probe(members, k, what, limits, n if eager else 0)
@@ -170,6 +175,29 @@ def decode_images(members: MemberTable, plan: ImagesPlan, what: str) -> np.ndarr
             out[k] = arr.transpose(2, 0, 1)  # a grey image broadcasts to 3 equal channels
     np.divide(out, 255.0, out=out)
     return out
+
+
+def decode_blocks(members: MemberTable, plan: ImagesPlan, what: str, block: int = 4096
+                  ) -> Iterator[np.ndarray]:
+    """The images of ``plan``, ``block`` at a time, in order: uint8 (k, C, H, W) when they
+    keep their pixel values (no resize, or each resized by PIL), else float32 in [0, 1]
+    (resized as :func:`decode_images` does). Memory is one block."""
+    n, c, (oh, ow) = len(members), plan.channels, plan.out_hw
+    for i0 in range(0, n, block):
+        i1 = min(n, i0 + block)
+        if plan.how == "torch":
+            out = np.empty((i1 - i0, c, oh, ow), np.float32)
+            _decode_resized(members.subset(list(range(i0, i1))),
+                            replace(plan, hw=plan.hw[i0:i1], pixels=None), what, out)
+            yield out
+            continue
+        out = np.empty((i1 - i0, c, oh, ow), np.uint8)
+        for k in range(i0, i1):
+            arr = _decode(members, k, plan, what)  # (H, W, 1 or 3)
+            if plan.how == "pil":
+                arr = _pil_resize(arr, c, oh, ow)
+            out[k - i0] = arr.transpose(2, 0, 1)  # a grey image broadcasts to 3 channels
+        yield out
 
 
 def _decode_resized(members: MemberTable, plan: ImagesPlan, what: str, out: np.ndarray

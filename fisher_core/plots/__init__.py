@@ -13,6 +13,7 @@ from .results import (
     edit_scores_figure,
     fid_alpha_figure,
     probe_figure,
+    scaling_figure,
 )
 from .training import gmm_selection_figure, monitor_figure, size_sweep_figure, training_curves
 
@@ -32,6 +33,7 @@ __all__ = [
     "size_sweep_figure",
     "montage",
     "probe_figure",
+    "scaling_figure",
     "to_display",
     "training_curves",
 ]

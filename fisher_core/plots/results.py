@@ -11,7 +11,7 @@ import numpy as np
 import plotly.express as px
 import plotly.graph_objects as go
 
-from ._style import MARGIN
+from ._style import MARGIN, QUALITATIVE
 
 __all__ = [
     "ablation_figure",
@@ -20,6 +20,7 @@ __all__ = [
     "edit_scores_figure",
     "fid_alpha_figure",
     "probe_figure",
+    "scaling_figure",
 ]
 
 Rows = Sequence[Mapping[str, Any]]
@@ -109,4 +110,38 @@ def class_distance_figure(distances: np.ndarray, names: Sequence[str], *,
     fig.update_xaxes(dtick=1, tickangle=-45)
     fig.update_yaxes(dtick=1)
     fig.update_layout(margin=MARGIN)
+    return fig
+
+
+def scaling_figure(rows: Rows, *, title: str = "", height: int = 360) -> go.Figure:
+    """Wall time and peak memory against the number of rows, log–log, one line per task.
+
+    Parameters
+    ----------
+    rows : list of dict
+        ``n``, ``seconds``, ``peak_mib`` and optionally ``task`` (one line each), as
+        ``bench/bench_scale.py`` writes them.
+    title : str, default=""
+    height : int, default=360
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        Two panels side by side: seconds and peak RSS (MiB) against N.
+    """
+    from plotly.subplots import make_subplots
+
+    _columns(rows, ["n", "seconds", "peak_mib"], "scaling")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("wall time (s)", "peak RSS (MiB)"))
+    tasks = list(dict.fromkeys(str(r.get("task", "")) for r in rows))
+    for i, task in enumerate(tasks):
+        mine = sorted((r for r in rows if str(r.get("task", "")) == task), key=lambda r: r["n"])
+        colour = QUALITATIVE[i % len(QUALITATIVE)]
+        for col, key in ((1, "seconds"), (2, "peak_mib")):
+            fig.add_scatter(x=[r["n"] for r in mine], y=[r[key] for r in mine], row=1, col=col,
+                            mode="lines+markers", name=task or key, legendgroup=task,
+                            showlegend=col == 1 and bool(task), line_color=colour)
+    fig.update_xaxes(type="log", title_text="rows N")
+    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_layout(title=title, height=height, margin={**MARGIN, "t": 60})
     return fig

@@ -17,6 +17,7 @@ from .decoders import (
 )
 from .distributed import distributed_fisher_scores
 from .extract import CHUNKED_KINDS, ArrayRows, chunked_embedding, partial_folder
+from .importer import import_dataset
 from .jobs import Job, JobRegistry, JobSnapshot
 from .names import derived_name
 from .results import load_rows, result_key_name, save_rows
@@ -57,6 +58,7 @@ __all__ = [
     "discard_run",
     "distributed_fisher_scores",
     "chunked_embedding",
+    "import_dataset",
     "partial_folder",
     "CHUNKED_KINDS",
     "ArrayRows",

@@ -182,3 +182,28 @@ def test_fuzz_mutated_valid_files(which, pos, length, fill, cut):
     i = int(pos * (len(data) - 1))
     mutated = data[:i] if cut else data[:i] + fill + data[i + length:]
     _only_dataset_error(mutated, name)
+
+
+@pytest.mark.parametrize(("payload", "filename", "kwargs", "message"),
+                         [c[1:] for c in CORPUS if isinstance(c[1], bytes)],
+                         ids=[c[0] for c in CORPUS if isinstance(c[1], bytes)])
+def test_bad_input_corpus_streamed_into_a_workspace(tmp_path, payload, filename, kwargs,
+                                                    message):
+    """The streamed import (a zip of images on disk, decoded block by block) refuses each
+    case with the message load_file gives for the same file, and leaves the workspace as
+    it was."""
+    from fisher_core.workspace import Workspace, import_dataset
+
+    ws = Workspace(tmp_path / "ws")
+    path = tmp_path / filename
+    path.write_bytes(payload)
+    with pytest.raises(DatasetError) as expected:
+        load_file(path, **kwargs)
+    with pytest.raises(DatasetError) as got:
+        import_dataset(ws, path, "bad", **kwargs)
+    import re
+
+    def address_free(e):  # PIL's messages name objects by address
+        return re.sub(r"0x[0-9a-f]+", "0x…", str(e.value))
+    assert address_free(got) == address_free(expected)
+    assert ws.names("datasets") == [] and ws.problems("datasets") == []

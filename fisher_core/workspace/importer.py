@@ -1,0 +1,84 @@
+"""Import a dataset file into the workspace, streamed when it is a zip of images (issue 20).
+
+A zip of PNG/JPEG images is decoded a block of images at a time straight into the new
+entry's ``images.npy`` (uint8 when the values are 8-bit), so memory stays about one block
+whatever the number of images: the compressed archive is memory-mapped and handed back block
+by block, and the decoded images are never all in memory. The entry goes live only when it
+is complete (the workspace's atomic commit). Other formats (.npz, .npy, IDX) are read by
+:func:`~fisher_core.data.load_file` and saved as usual.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..data import load_file
+from ..data.zipstream import stream_image_zip
+from ..utils.io import NpyWriter
+from .store import Entry
+
+__all__ = ["import_dataset"]
+
+
+def import_dataset(workspace: Any, path: str | os.PathLike, name: str, *,
+                   size: int | tuple[int, int] | None = None, block: int = 4096,
+                   progress: Callable[[float, str], None] | None = None,
+                   **limits: int) -> Entry:
+    """Read a dataset file (never unpickled) and save it to ``workspace`` as ``name``.
+
+    Parameters
+    ----------
+    workspace : Workspace
+    path : path-like
+        Any format :func:`~fisher_core.data.load_file` reads; a zip of images is streamed.
+    name : str
+        Dataset name (an existing one is replaced).
+    size : int or (int, int), optional
+        Resize every image to (H, W).
+    block : int, default=4096
+        Images decoded and written at a time (streamed imports).
+    progress : callable(fraction, message), optional
+    **limits : int
+        :class:`~fisher_core.data.Limits` overrides.
+
+    Returns
+    -------
+    Entry
+        The saved dataset.
+
+    Raises
+    ------
+    DatasetError
+        For every bad input; the workspace is left as it was.
+    """
+    report = progress or (lambda f, m: None)
+    streamed = stream_image_zip(path, size=size, **limits)
+    if streamed is None:
+        report(0.0, "reading the file")
+        entry = workspace.save_dataset(load_file(path, size=size, **limits), name)
+        report(1.0, "done")
+        return entry
+    side = {"labels": streamed.labels,
+            "attributes": None if streamed.attributes is None else
+            streamed.attributes.astype(np.uint8)}
+    side = {k: v for k, v in side.items() if v is not None}
+    meta = {"summary": streamed.summary(), "class_names": streamed.class_names,
+            "attribute_names": streamed.attribute_names, "levels": None,
+            "title": streamed.name, "arrays": sorted(["images", *side])}
+    try:
+        with workspace.writer("datasets", name, meta) as folder:
+            with NpyWriter(folder / "images.npy", (streamed.n, *streamed.shape),
+                           streamed.dtype) as out:
+                for images in streamed.blocks(block):
+                    out.write(images)
+                    report(out.written / streamed.n,
+                           f"decoded {out.written:,}/{streamed.n:,} images")
+            for key, value in side.items():
+                np.save(folder / f"{key}.npy", value, allow_pickle=False)
+    finally:
+        streamed.close()
+    return workspace.entry("datasets", name)

@@ -1,0 +1,98 @@
+"""A zip of images streamed into the workspace equals load_file + save_dataset."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fisher_core.data import load_builtin, load_file
+from fisher_core.data import zipstream as zipstream_module
+from fisher_core.workspace import Workspace, import_dataset
+
+
+def _zip(path, images, labels=None, attributes=None, colour=False):
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        rows = ["filename,smiling,glasses"]
+        for i, im in enumerate(images):
+            arr = np.round(im * 255).astype(np.uint8)
+            arr = np.repeat(arr[0][:, :, None], 3, axis=2) if colour else arr[0]
+            buf = io.BytesIO()
+            Image.fromarray(arr).save(buf, format="PNG")
+            name = f"{labels[i]}/{i:04d}.png" if labels is not None else f"{i:04d}.png"
+            z.writestr(f"top/{name}", buf.getvalue())
+            if attributes is not None:
+                rows.append(f"top/{name}," + ",".join(str(int(v)) for v in attributes[i]))
+        if attributes is not None:
+            z.writestr("top/attributes.csv", "\n".join(rows) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_builtin("digits").subset(np.arange(130))
+
+
+@pytest.mark.parametrize(("size", "colour"), [(None, False), (None, True), (12, False)])
+def test_streamed_zip_equals_the_in_memory_import(tmp_path, digits, size, colour):
+    rng = np.random.default_rng(0)
+    attrs = rng.random((len(digits), 2)) < 0.5
+    path = _zip(tmp_path / "d.zip", digits.images, digits.labels, attrs, colour)
+    ws = Workspace(tmp_path / "ws")
+    seen = []
+    entry = import_dataset(ws, path, "d", size=size, block=32,
+                           progress=lambda f, m: seen.append((f, m)))
+    ref = load_file(path, size=size)
+    got = ws.load_dataset("d")
+    np.testing.assert_array_equal(got.images, ref.images)
+    np.testing.assert_array_equal(got.labels, ref.labels)
+    np.testing.assert_array_equal(got.attributes, ref.attributes)
+    assert (got.class_names, got.attribute_names) == (ref.class_names, ref.attribute_names)
+    assert entry.meta["summary"] == ref.summary()
+    stored = np.load(entry.path / "images.npy", mmap_mode="r")
+    assert stored.dtype == (np.float32 if size else np.uint8)  # 8-bit values kept as bytes
+    assert [m for _, m in seen][-1] == "decoded 130/130 images" and len(seen) == 5
+    rows = ws.dataset_rows("d")
+    np.testing.assert_array_equal(rows.read(100, 130), ref.images[100:130])
+
+
+def test_other_formats_go_through_load_file(tmp_path, digits):
+    path = tmp_path / "d.npz"
+    np.savez(path, images=np.round(digits.images[:, 0] * 255).astype(np.uint8),
+             labels=digits.labels)
+    ws = Workspace(tmp_path / "ws")
+    import_dataset(ws, path, "d")
+    np.testing.assert_array_equal(ws.load_dataset("d").images, load_file(path).images)
+
+
+def test_the_archive_is_never_read_whole(tmp_path, digits, monkeypatch):
+    """The zip is memory-mapped and its pages handed back after every block."""
+    path = _zip(tmp_path / "d.zip", digits.images, digits.labels)
+    calls = []
+    real = zipstream_module.StreamedImages.blocks
+
+    def spy(self, block=4096):
+        for out in real(self, block):
+            calls.append(len(out))
+            yield out
+    monkeypatch.setattr(zipstream_module.StreamedImages, "blocks", spy)
+    monkeypatch.setattr("pathlib.Path.read_bytes", lambda self: pytest.fail("read whole"))
+    import_dataset(Workspace(tmp_path / "ws"), path, "d", block=50)
+    assert calls == [50, 50, 30]
+
+
+def test_a_failure_mid_way_leaves_nothing(tmp_path, digits, monkeypatch):
+    path = _zip(tmp_path / "d.zip", digits.images)
+    ws = Workspace(tmp_path / "ws")
+    import_dataset(ws, path, "d")  # a first, good version
+
+    def broken(*a, **k):
+        yield np.zeros((10, 1, 8, 8), np.uint8)
+        raise OSError("disk full")
+    monkeypatch.setattr(zipstream_module, "decode_blocks", broken)
+    with pytest.raises(OSError, match="disk full"):
+        import_dataset(ws, path, "d")
+    assert len(ws.load_dataset("d")) == 130  # the first version is still the live one
