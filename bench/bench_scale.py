@@ -16,8 +16,10 @@ Every measurement runs in a fresh Python process (``--child``), so its peak RSS
 - ``umap``: :func:`fisher_core.explore.reduce.umap_embed` (the app's settings: PCA to 50, 15
   neighbours, 200 epochs) of the first N rows of the 100k Fisher-score embedding; numba's
   compilation is done first on a tiny problem and not counted. Figure: ``--figure``.
-- ``import``: a zip of N PNG images of 32×32 read by :func:`fisher_core.data.load_file` and
-  saved to the workspace (what ``fisherlab data import`` does).
+- ``import``: a zip of N PNG images of 32×32 streamed into the workspace
+  (:func:`fisher_core.workspace.import_dataset`, what ``fisherlab data import`` does), and
+  the in-memory way for comparison (:func:`fisher_core.data.load_file`, then
+  ``Workspace.save_dataset``).
 
 The images are the built-in faces (3,000 rendered, then each drawn at random with a one-pixel
 shift and noise, quantised to 8 bits). Data, models and zips are cached in ``--workdir``.
@@ -135,7 +137,13 @@ def child(task: str, n: int, workdir: Path) -> dict:
         t0 = time.perf_counter()
         umap_embed(x)
         seconds, dim = time.perf_counter() - t0, x.shape[1]
-    elif task == "import":
+    elif task == "import":  # streamed: what `fisherlab data import` does
+        from fisher_core.workspace import import_dataset
+
+        t0 = time.perf_counter()
+        entry = import_dataset(ws, workdir / f"faces-{n}.zip", f"imported{n}")
+        seconds, dim = time.perf_counter() - t0, int(np.prod(entry.meta["summary"]["shape"]))
+    elif task == "import-memory":  # the in-memory way: load_file, then save_dataset
         from fisher_core.data import load_file
 
         t0 = time.perf_counter()
@@ -189,13 +197,15 @@ def main() -> None:
             rows.append(run_child("umap", n, workdir))
             print(json.dumps(rows[-1]), flush=True)
     if "import" in parts:
-        rows.append(run_child("import", args.import_size, workdir))
-        print(json.dumps(rows[-1]), flush=True)
+        for task in ("import", "import-memory"):
+            rows.append(run_child(task, args.import_size, workdir))
+            print(json.dumps(rows[-1]), flush=True)
     print("\n| task | N | seconds | RSS after imports (MiB) | peak RSS (MiB) |")
     print("|---|---|---|---|---|")
     label = {"fv": "Fisher vectors (patch GMM K=16), chunked", "umap": "UMAP (app settings)",
              "scores": "Fisher scores (PixelCNN, sparse 512), chunked",
-             "import": "import a zip of 32×32 PNGs + save"}
+             "import": "import a zip of 32×32 PNGs, streamed (fisherlab data import)",
+             "import-memory": "the same, in memory (load_file, then save_dataset)"}
     for r in rows:
         print(f"| {label[r['task']]} | {r['n']:,} | {r['seconds']:.1f} | {r['floor_mib']:.0f} "
               f"| {r['peak_mib']:.0f} |")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import gzip
 import posixpath
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -125,13 +125,13 @@ def read_image_zip(table: MemberTable, limits: Limits, what: str,
 
 
 def prepare_image_zip(table: MemberTable, limits: Limits, what: str,
-                      resize_to: tuple[int, int] | None, *, eager: bool = True
-                      ) -> ZipImages | ZipContent:
+                      resize_to: tuple[int, int] | None, *, eager: bool = True,
+                      release: Callable[[], None] | None = None) -> ZipImages | ZipContent:
     """Sort a zip's members out, read the images' headers and the side data (labels from
     folders, attributes.csv), all checked against ``limits``; the pixels are left to decode.
 
     An images + labels IDX pair is read whole (a :class:`ZipContent`). ``eager``: keep the
-    pixels of small images read whole while probing (see :func:`probe_images`).
+    pixels of small images read whole while probing, ``release`` (see :func:`probe_images`).
     """
     files = [k for k, n in enumerate(table.names) if not n.endswith("/") and not _is_junk(n)]
     if any(_looks_idx(table.names[k]) for k in files):
@@ -161,7 +161,7 @@ def prepare_image_zip(table: MemberTable, limits: Limits, what: str,
     if csvs:
         check_csv_size(int(table.usize[csvs[0]]), len(members), what)  # before any image
     labels, class_names = _folder_labels(members.names, what)
-    plan = probe_images(members, what, limits, resize_to, eager=eager)
+    plan = probe_images(members, what, limits, resize_to, eager=eager, release=release)
     attributes, attribute_names = None, None
     if csvs:  # parsed before the pixels are decoded: a bad table fails fast
         attributes, attribute_names = read_attributes(table, csvs[0], members.names, what)

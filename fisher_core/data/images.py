@@ -13,7 +13,7 @@ reading and opening each of many tiny images twice.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -60,11 +60,14 @@ class ImagesPlan:
 
 
 def probe_images(members: MemberTable, what: str, limits: Limits,
-                 resize_to: tuple[int, int] | None, *, eager: bool = True) -> ImagesPlan:
+                 resize_to: tuple[int, int] | None, *, eager: bool = True,
+                 release: Callable[[], None] | None = None) -> ImagesPlan:
     """Read every image's header and check the dataset they make against ``limits``.
 
     ``eager``: keep the pixels of images read whole while probing (small ones), decoded
     into ``plan.pixels``; a streamed import (:func:`decode_blocks`) passes False.
+    ``release``: called every few thousand images (a streamed import hands the archive's
+    pages it has read back to the system).
     """
     n = len(members)
     hw = np.empty((n, 2), dtype=np.int64)  # not a list of tuples: 16 bytes an image
@@ -72,6 +75,8 @@ def probe_images(members: MemberTable, what: str, limits: Limits,
     eager = eager and resize_to is None  # decode images read whole, while at hand
     pixels = None
     for k in range(n):
+        if release is not None and k % 4096 == 4095:
+            release()
         h, w, c, arr = _probe(members, k, what, limits, n if eager else 0)
         hw[k] = h, w
         channels = max(channels, c)

@@ -127,7 +127,9 @@ def stream_image_zip(path: str | os.PathLike, *, size: int | tuple[int, int] | N
         table = open_zip(mapped, lim, what)
         if table.names and all(n.endswith(".npy") for n in table.names):
             return _give_up(table, mapped)
-        prepared = prepare_image_zip(table, lim, what, resize_to, eager=False)
+        prepared = prepare_image_zip(table, lim, what, resize_to, eager=False,
+                                     release=lambda: mapped.madvise(mmap.MADV_DONTNEED))
+        mapped.madvise(mmap.MADV_DONTNEED)
     except DatasetError:
         _give_up(locals().get("table"), mapped)
         raise
