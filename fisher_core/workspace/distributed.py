@@ -16,6 +16,8 @@ client or scheduler address is given.
 from __future__ import annotations
 
 import math
+import threading
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -47,9 +49,14 @@ def _roomy_malloc() -> None:
 
 
 def _shard_scores(root: str, model_name: str, version: str, images: np.ndarray,
-                  options: dict[str, Any]) -> np.ndarray:
-    """On a worker: raw projected scores of one shard (no centring, scaling or norms)."""
+                  options: dict[str, Any], topic: str | None = None,
+                  shard: int = 0) -> np.ndarray:
+    """On a worker: raw projected scores of one shard (no centring, scaling or norms).
+
+    With a ``topic``, the examples done so far in this shard are logged to it after every
+    batch (``Worker.log_event``), for the client's progress bar."""
     import torch
+    from distributed import get_worker
 
     from ..fisher import fisher_scores
     from .runs import load_saved_model
@@ -61,7 +68,35 @@ def _shard_scores(root: str, model_name: str, version: str, images: np.ndarray,
         _roomy_malloc()
         _MODELS.clear()
         _MODELS[key] = load_saved_model(Workspace(root), model_name)[0]
-    return fisher_scores(_MODELS[key], images, normalize=None, center=False, **options)
+    def tell(done: int, total: int | None) -> None:
+        get_worker().log_event(topic, {"shard": shard, "done": done})
+
+    return fisher_scores(_MODELS[key], images, normalize=None, center=False,
+                         progress=tell if topic else None, **options)
+
+
+class _LiveProgress:
+    """Examples done per shard, from the workers' events (a client thread) and finished
+    shards (the caller's thread), reported as one increasing fraction."""
+
+    def __init__(self, n: int, report: Callable[[float, str], None]) -> None:
+        self.n, self.report, self.done = n, report, {}
+        self.lock, self.shown = threading.Lock(), 0
+
+    def event(self, event: tuple[float, dict]) -> None:
+        msg = event[1]
+        self._update(msg["shard"], msg["done"])
+
+    def shard_done(self, shard: int, rows: int) -> None:
+        self._update(shard, rows)
+
+    def _update(self, shard: int, done: int) -> None:
+        with self.lock:
+            self.done[shard] = max(done, self.done.get(shard, 0))
+            total = sum(self.done.values())
+            if total > self.shown:  # events may arrive late, after their shard finished
+                self.shown = total
+                self.report(0.95 * total / self.n, f"{total:,}/{self.n:,} examples")
 
 
 def _client(client: Any, scheduler: str | None, n_workers: int):
@@ -157,13 +192,17 @@ def distributed_fisher_scores(
         size = shard_size or batch_size * max(1, math.ceil(n / (4 * workers * batch_size)))
         starts = list(range(0, n, size))
         report(0.0, f"{len(starts)} shards on {workers} worker(s)")
+        topic = f"fisherlab-progress-{uuid.uuid4().hex[:8]}"
+        live = _LiveProgress(n, report)
+        client.subscribe_topic(topic, live.event)
         futures = {client.submit(_shard_scores, str(workspace.root), model_name, version,
-                                 images[s:s + size], options, pure=False): s for s in starts}
+                                 images[s:s + size], options, topic, s, pure=False): s
+                   for s in starts}
         parts: dict[int, np.ndarray] = {}
         for future in as_completed(futures):
             parts[futures[future]] = future.result()
-            done = sum(len(p) for p in parts.values())
-            report(0.95 * done / n, f"{done:,}/{n:,} examples")
+            live.shard_done(futures[future], len(parts[futures[future]]))
+        client.unsubscribe_topic(topic)
     finally:
         for thing in opened:
             thing.close()

@@ -43,3 +43,14 @@ def test_what_cannot_be_sharded_is_refused(saved):
         distributed_fisher_scores(ws, "px", ds.images, normalize="fim_diag_exact")
     with pytest.raises(ValueError, match="n_workers must be a positive integer; got 0"):
         distributed_fisher_scores(ws, "px", ds.images, n_workers=0)
+
+
+def test_progress_comes_from_the_workers_batch_by_batch(saved):
+    ws, ds, _ = saved
+    seen = []
+    distributed_fisher_scores(ws, "px", ds.images[:128], dim=16, n_workers=2, shard_size=64,
+                              batch_size=16, progress=lambda f, m: seen.append((f, m)))
+    counts = [int(m.split("/")[0].replace(",", "")) for _, m in seen if m.endswith("examples")]
+    assert counts == sorted(counts) and counts[-1] == 128
+    # a count inside a shard (not a multiple of its 64 rows) was sent by a worker mid-shard
+    assert any(c % 64 for c in counts), counts
