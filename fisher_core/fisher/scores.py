@@ -33,6 +33,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ._inputs import Data, batches, count, model_device, stack
+from ._moments import Progress, _Moments, _phase, _Progress
 from ._persample import (
     METHODS,
     FisherScoreError,
@@ -50,7 +51,6 @@ NORMALIZATIONS = (None, "fim_diag", "fim_diag_exact")
 _EPS = 1e-6  # added to √I, as in the AFV reference code
 _STATS_BYTES = 256 << 20  # per-batch budget for exact parameter-space statistics
 
-Progress = Callable[[int, int | None], None] | None
 
 
 class FisherScorer(BaseEstimator):
@@ -392,43 +392,6 @@ class FisherScorer(BaseEstimator):
 # ---- helpers --------------------------------------------------------------------------------
 
 
-class _Progress:
-    def __init__(self, callback: Progress, total: int | None):
-        self.callback, self.total, self.done = callback, total, 0
-
-    def step(self, n: int) -> None:
-        self.done += n
-        if self.callback is not None:
-            self.callback(self.done, self.total)
-
-
-class _Moments:
-    """Running mean and sum of squared deviations (Chan et al.), float64."""
-
-    def __init__(self):
-        self.n, self.mean, self.m2 = 0, None, None
-
-    def update(self, z: torch.Tensor) -> None:
-        z = z.detach().to(torch.float64)
-        b = z.shape[0]
-        mb = z.mean(0)
-        m2b = ((z - mb) ** 2).sum(0)
-        if self.n == 0:
-            self.n, self.mean, self.m2 = b, mb, m2b
-            return
-        n = self.n + b
-        delta = mb - self.mean
-        self.mean = self.mean + delta * (b / n)
-        self.m2 = self.m2 + m2b + delta**2 * (self.n * b / n)
-        self.n = n
-
-    def var(self) -> torch.Tensor:
-        return self.m2 / self.n
-
-    def second_moment(self) -> torch.Tensor:
-        return self.m2 / self.n + self.mean**2
-
-
 def _check_options(s: FisherScorer) -> None:
     model = s.model
     if not isinstance(model, nn.Module) or not callable(getattr(model, "log_prob", None)):
@@ -528,10 +491,3 @@ def fisher_scores(
     scorer.fit(fim_samples, progress=_phase(progress, 0, total))
     return scorer.transform(x, progress=_phase(progress, scorer.n_reference_, total),
                             output=output)
-
-
-def _phase(progress: Progress, offset: int, total: int | None) -> Progress:
-    """A progress callback for one pass of several, reporting overall counts."""
-    if progress is None:
-        return None
-    return lambda done, _: progress(offset + done, total)

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from ..data.dataset import ImageDataset
 from ._style import MARGIN, QUALITATIVE
 
-__all__ = ["embedding_scatter"]
+__all__ = ["embedding_scatter", "marker_style"]
 
 SVG_POINTS = 5000  # up to here each point is an SVG element: clickable, exactly hit-tested
 
@@ -22,6 +22,14 @@ def _colours(ds: ImageDataset, by: str) -> tuple[list[str] | None, str | None]:
         j = ds.attribute_names.index(by)
         return list(np.where(ds.attributes[:, j], "yes", "no")), by
     return None, None
+
+
+def marker_style(n: int) -> dict:
+    """Marker size and opacity for ``n`` points: 5 px at 0.8 up to 5,000 points, then
+    shrinking as 1/√n (at least 1.5 px, 0.15), so that 100k points still show their
+    density and every colour rather than one opaque blob in the colour drawn last."""
+    shrink = min(1.0, (SVG_POINTS / max(n, 1)) ** 0.5)
+    return {"size": round(max(1.5, 5 * shrink), 2), "opacity": round(max(0.15, 0.8 * shrink), 3)}
 
 
 def embedding_scatter(xy: np.ndarray, ds: ImageDataset, *, colour_by: str = "label",
@@ -62,8 +70,9 @@ def embedding_scatter(xy: np.ndarray, ds: ImageDataset, *, colour_by: str = "lab
     else:
         fig = px.scatter(data, x="x", y="y",
                          render_mode="svg" if len(xy) <= SVG_POINTS else "webgl", **kw)
-        fig.update_traces(marker=dict(size=5, opacity=0.8))
+        fig.update_traces(marker=marker_style(len(xy)))
     # No dragmode: Streamlit then pans on drag and selects on click (plotly ignores clicks in
     # lasso mode); lasso and box stay one click away in the chart's toolbar.
-    fig.update_layout(margin=dict(MARGIN, l=0, r=0, b=0), legend_title_text=name or "")
+    fig.update_layout(margin=dict(MARGIN, l=0, r=0, b=0), legend_title_text=name or "",
+                      legend_itemsizing="constant")  # legible next to small markers
     return fig

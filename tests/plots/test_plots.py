@@ -46,6 +46,22 @@ def test_embedding_scatter_carries_indices_and_colours(faces):
         embedding_scatter(xy[:5], faces)
 
 
+def test_many_points_use_webgl_with_smaller_fainter_markers():
+    from fisher_core.plots.embedding import marker_style
+
+    ds = load_builtin("faces", n=6000, size=16)
+    xy = np.random.default_rng(1).normal(size=(6000, 2))
+    fig = embedding_scatter(xy, ds, colour_by="smiling")
+    assert {tr.type for tr in fig.data} == {"scattergl"}  # WebGL beyond 5,000 points
+    assert sum(len(tr.x) for tr in fig.data) == 6000
+    assert fig.data[0].marker.size == marker_style(6000)["size"] < 5
+    assert marker_style(5000) == {"size": 5, "opacity": 0.8}
+    sizes = [marker_style(n)["size"] for n in (10, 5000, 20_000, 100_000, 10**7)]
+    assert sizes == sorted(sizes, reverse=True) and sizes[-1] == 1.5
+    assert marker_style(100_000)["opacity"] == pytest.approx(0.8 * (5000 / 100_000) ** 0.5,
+                                                             abs=1e-3)
+
+
 def test_data_figures_count_what_the_dataset_holds(faces):
     counts = class_counts_figure(faces).data[0]
     np.testing.assert_array_equal(counts.y, np.bincount(faces.labels,
