@@ -145,3 +145,21 @@ def test_what_cannot_be_chunked_is_refused(saved):
         chunked_embedding(ws, "x", rows, "pixels", chunk_rows=0)
     with pytest.raises(ValueError, match="kind must be one of"):
         chunked_embedding(ws, "x", rows, "latent", model=px)
+
+
+def test_datasets_saved_by_earlier_versions_still_load_and_read(tmp_path):
+    """Before issue 20 a dataset was one arrays.safetensors; it loads, and reads in chunks."""
+    from fisher_core.utils.io import save_arrays
+
+    ws = Workspace(tmp_path / "ws")
+    ds = load_builtin("digits").subset(np.arange(50))
+    meta = {"summary": ds.summary(), "class_names": ds.class_names, "attribute_names": [],
+            "levels": None, "title": ds.name}
+    with ws.writer("datasets", "old", meta) as d:
+        save_arrays(d / "arrays.safetensors",
+                    {"images": np.round(ds.images * 255).astype(np.uint8), "labels": ds.labels})
+    np.testing.assert_allclose(ws.load_dataset("old").images, ds.images, atol=1 / 510)
+    rows = ws.dataset_rows("old")
+    assert (rows.n, rows.shape) == (50, (1, 8, 8))
+    np.testing.assert_array_equal(rows.read(10, 20), ws.load_dataset("old").images[10:20])
+    np.testing.assert_array_equal(rows.labels, ds.labels)
