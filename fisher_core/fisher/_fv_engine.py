@@ -18,7 +18,15 @@ import numpy as np
 import torch
 
 from ._em import gemm_coefficients
-from ._fv_stats import conv_weight, gemm_precision, log2_joint, posterior_weights_, statistics
+from ._fv_kernels import sparse_set_vectors
+from ._fv_stats import (
+    conv_weight,
+    gemm_precision,
+    log2_joint,
+    posterior_weights_,
+    sparse_inputs,
+    statistics,
+)
 from .gmm import gmm_parameters
 
 _L2_FLOOR = 1e-12
@@ -201,19 +209,34 @@ def _encode_all(model: _Model, flat, lengths: np.ndarray, power, l2, batch_size,
     out = _output(model, len(lengths), k + 2 * k * d, output)
     staged = out.device != model.device
     finite = torch.empty(len(lengths), dtype=torch.bool, device=model.device)
+    # the compiled path for whole sets: CPU, sparse posteriors, power None or √
+    fused = (tau > 0 and model.device.type == "cpu" and model.precision == "highest"
+             and power in (None, 0.5))
     with gemm_precision("highest", model.device):  # the E-step is always full float32
         for first, stop in _groups(lengths, row_budget, set_cap):
             lens = lengths[first:stop]
             row0, total = int(starts[first]), int(lens.sum())
-            s0 = sxx = None
-            for t0 in range(0, total, row_budget):  # > 1 window only for one long set
-                span = min(row_budget, total - t0)
-                rows = flat[row0 + t0 : row0 + t0 + span]
-                a, b = _window_statistics(model, load, rows, lens if span == total
-                                          else np.array([span]), tau)
-                s0, sxx = (a, b) if s0 is None else (s0 + a, sxx + b)
             target = out[first:stop] if not staged else torch.empty(
                 stop - first, out.shape[1], dtype=model.dtype, device=model.device)
+            if total <= row_budget and not staged and fused:  # whole sets in one window
+                aug = load(flat[row0 : row0 + total])
+                weights, sums = posterior_weights_(
+                    log2_joint(aug, model.w_mat, model.bias, model.weight4))
+                found = sparse_inputs(weights, sums, tau, model.precision)
+                if found is not None:  # statistics, vectors and norms in one compiled pass
+                    finite[first:stop] = torch.from_numpy(sparse_set_vectors(
+                        *found, aug.numpy(), lens, tau, model.coef, power, l2,
+                        target.numpy()))
+                    continue
+                s0, sxx = statistics(weights, sums, aug, lens, tau, model.precision)
+            else:
+                s0 = sxx = None
+                for t0 in range(0, total, row_budget):  # > 1 window only for one long set
+                    span = min(row_budget, total - t0)
+                    rows = flat[row0 + t0 : row0 + t0 + span]
+                    a, b = _window_statistics(model, load, rows, lens if span == total
+                                              else np.array([span]), tau)
+                    s0, sxx = (a, b) if s0 is None else (s0 + a, sxx + b)
             fv = normalize_(_vectors(model, s0, sxx, lens, target, l2), power, l2)
             finite[first:stop] = torch.isfinite(fv.sum(1))  # a NaN/inf poisons the sum
             if staged:

@@ -13,6 +13,8 @@ stays light.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -38,7 +40,48 @@ def _compile():
                         for j in range(width):
                             sxx[s, c, j] += g * aug[r, j]
 
-    return numba, kernel
+    @numba.njit(parallel=True, nogil=True, cache=True, fastmath={"nsz", "arcp", "contract",
+                                                                  "reassoc"})
+    def vectors(weights, total, aug, starts, tau, coef, power, l2, out, finite
+                ):  # pragma: no cover - compiled
+        k, width = weights.shape[1], aug.shape[1]
+        d = width // 2
+        a, a_off, e, f, p, q, r = coef
+        for s in numba.prange(starts.shape[0] - 1):
+            s0 = np.zeros(k, dtype=out.dtype)
+            sxx = np.zeros((k, width), dtype=out.dtype)
+            for row in range(starts[s], starts[s + 1]):
+                inv = 1.0 / total[row, 0]
+                for c in range(k):
+                    w = weights[row, c]
+                    if w > tau:
+                        g = w * inv
+                        s0[c] += g
+                        for j in range(width):
+                            sxx[c, j] += g * aug[row, j]
+            n = starts[s + 1] - starts[s]
+            scale = 1.0 if l2 else 1.0 / n  # with L2 the 1/N cancels (the power is homogeneous)
+            offset = n if l2 else 1.0  # of the α block's −w·a term
+            v = out[s]
+            for c in range(k):
+                v[c] = s0[c] * a[c] * scale - a_off[c] * offset
+                for j in range(d):
+                    v[k + c * d + j] = (sxx[c, d + j] * e[c, j] + s0[c] * f[c, j]) * scale
+                    v[k + k * d + c * d + j] = (sxx[c, j] * p[c, j] + sxx[c, d + j] * q[c, j]
+                                                + s0[c] * r[c, j]) * scale
+            if power == 0.5:  # branch-free loops, so that they vectorise
+                for i in range(v.shape[0]):
+                    v[i] = math.copysign(math.sqrt(abs(v[i])), v[i])
+            norm = 0.0
+            for i in range(v.shape[0]):
+                norm += v[i] * v[i]
+            finite[s] = math.isfinite(norm)
+            if l2:
+                inv_norm = 1.0 / max(math.sqrt(norm), 1e-12)
+                for i in range(v.shape[0]):
+                    v[i] *= inv_norm
+
+    return numba, kernel, vectors
 
 
 def sparse_set_statistics(weights: np.ndarray, total: np.ndarray, aug: np.ndarray,
@@ -66,7 +109,7 @@ def sparse_set_statistics(weights: np.ndarray, total: np.ndarray, aug: np.ndarra
     global _KERNEL
     if _KERNEL is None:
         _KERNEL = _compile()
-    numba, kernel = _KERNEL
+    numba, kernel, _ = _KERNEL
     m, k = len(lens), weights.shape[1]
     starts = np.zeros(m + 1, dtype=np.int64)
     np.cumsum(lens, out=starts[1:])
@@ -76,3 +119,28 @@ def sparse_set_statistics(weights: np.ndarray, total: np.ndarray, aug: np.ndarra
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     kernel(weights, total, aug, starts, weights.dtype.type(tau), s0, sxx)
     return torch.from_numpy(s0), torch.from_numpy(sxx)
+
+
+def sparse_set_vectors(weights: np.ndarray, total: np.ndarray, aug: np.ndarray,
+                       lens: np.ndarray, tau: float, coef: dict[str, torch.Tensor],
+                       power: float | None, l2: bool, out: np.ndarray) -> np.ndarray:
+    """Fisher vectors of the window's m whole sets straight into ``out`` (m, K + 2KD): the
+    sparse statistics, the three fused multiply-adds of :class:`._fv_engine._Model` and the
+    power / L2 normalisation in one compiled pass per set (sets in parallel).
+
+    ``coef``: the model's (K,) and (K, D) tables a, a_off, e, f, p, q, r; ``power``: None
+    or 0.5. Returns a (m,) bool array, False for a set whose vector is not finite.
+    """
+    global _KERNEL
+    if _KERNEL is None:
+        _KERNEL = _compile()
+    numba, _, vectors = _KERNEL
+    m = len(lens)
+    starts = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(lens, out=starts[1:])
+    tables = tuple(coef[name].numpy() for name in ("a", "a_off", "e", "f", "p", "q", "r"))
+    finite = np.empty(m, dtype=np.bool_)
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    vectors(weights, total, aug, starts, weights.dtype.type(tau), tables,
+            0.0 if power is None else float(power), bool(l2), out, finite)
+    return finite

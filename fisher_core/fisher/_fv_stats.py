@@ -172,18 +172,29 @@ def _padded(rows: torch.Tensor, lens: np.ndarray, longest: int) -> torch.Tensor:
     return out.view(-1, rows.shape[1])
 
 
-def _sparse_statistics(weights, total, aug, lens: np.ndarray, tau: float):
-    """Statistics from the (row, component) pairs with γ > τ; None when too many pass.
+def sparse_inputs(weights, total, tau: float, precision: str = "highest"):
+    """``(weights, totals)`` as NumPy arrays when the sparse path applies, else None.
 
-    CPU only (:mod:`._fv_kernels`). The density is judged on the window's first rows: when
-    more than ``_DENSE_ABOVE`` of their posteriors pass (unclustered data), the dense GEMM
-    is cheaper than ≈ 2D multiply-adds per kept pair.
+    It applies on the CPU, in full precision, with τ > 0, when every row is finite (NaN/inf
+    rows go the dense way, which carries them into the vectors) and when at most
+    ``_DENSE_ABOVE`` of the posteriors of the window's first rows pass (unclustered data:
+    the dense GEMM is then cheaper than ≈ 2D multiply-adds per kept pair).
     """
-    n, k = weights.shape
+    if not (tau > 0 and weights.device.type == "cpu" and precision == "highest"):
+        return None
     e, z = weights.numpy(), total.numpy()  # (n, K), (n, 1)
     if not np.isfinite(z).all():
-        return None  # NaN/inf rows: the dense product carries them into the vectors
+        return None
     probe = e[:_DENSITY_PROBE]
     if np.count_nonzero(probe > tau) > _DENSE_ABOVE * probe.size:
         return None
-    return sparse_set_statistics(e, z, aug.numpy(), lens, tau)
+    return e, z
+
+
+def _sparse_statistics(weights, total, aug, lens: np.ndarray, tau: float):
+    """Statistics from the (row, component) pairs with γ > τ (:mod:`._fv_kernels`); None
+    when the sparse path does not apply (:func:`sparse_inputs`)."""
+    found = sparse_inputs(weights, total, tau)
+    if found is None:
+        return None
+    return sparse_set_statistics(*found, aug.numpy(), lens, tau)

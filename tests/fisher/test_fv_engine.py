@@ -10,7 +10,13 @@ import torch
 from skimage.feature import fisher_vector as skimage_fisher_vector
 from sklearn.mixture import GaussianMixture as SkGMM
 
-from fisher_core.fisher import GaussianMixture, _fv_stats, fisher_vector, gmm_parameters
+from fisher_core.fisher import (
+    GaussianMixture,
+    _fv_engine,
+    _fv_stats,
+    fisher_vector,
+    gmm_parameters,
+)
 from fisher_core.fisher._fv_engine import _encode_all, _Model
 from fisher_core.fisher.vectors import _as_sets
 
@@ -48,7 +54,7 @@ def unclustered():
 def sparse_calls(monkeypatch):
     """Force the sparse statistics at any density; record whether each call used them."""
     calls = []
-    sparse = _fv_stats._sparse_statistics
+    sparse = _fv_stats.sparse_inputs
 
     def spy(*args):
         out = sparse(*args)
@@ -56,7 +62,8 @@ def sparse_calls(monkeypatch):
         return out
 
     monkeypatch.setattr(_fv_stats, "_DENSE_ABOVE", 1.0)
-    monkeypatch.setattr(_fv_stats, "_sparse_statistics", spy)
+    monkeypatch.setattr(_fv_stats, "sparse_inputs", spy)  # statistics of long sets
+    monkeypatch.setattr(_fv_engine, "sparse_inputs", spy)  # vectors of whole sets
     return calls
 
 
@@ -118,11 +125,11 @@ def test_default_threshold_matches_dense_and_scikit_image(monkeypatch):
     rng_sets = _clustered(60 * 50, k, d, 5).reshape(60, 50, d)
     sk = SkGMM(k, covariance_type="diag", random_state=0).fit(_clustered(8000, k, d, 4))
     calls = []
-    sparse = _fv_stats._sparse_statistics
-    monkeypatch.setattr(_fv_stats, "_sparse_statistics",
+    sparse = _fv_stats.sparse_inputs
+    monkeypatch.setattr(_fv_engine, "sparse_inputs",
                         lambda *a: calls.append(sparse(*a)) or calls[-1])
     ours = fisher_vector(rng_sets, sk)  # float32, posterior_threshold 1e-8
-    assert calls and all(c is not None for c in calls)
+    assert calls and all(c is not None for c in calls)  # the compiled sparse path
     # the documented bound: the error of the float32 dense path, give or take 2×
     dense32 = fisher_vector(rng_sets, sk, posterior_threshold=0)
     exact = fisher_vector(rng_sets, sk, dtype="float64", posterior_threshold=0)
