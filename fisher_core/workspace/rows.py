@@ -8,15 +8,12 @@ A dataset entry holds ``images.npy`` (uint8 when lossless, else float32), ``labe
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..data.dataset import ImageDataset
 from ..utils.io import NpyRows, load_arrays
-
-if TYPE_CHECKING:
-    from .store import Entry
 
 __all__ = ["DatasetRows", "dataset_arrays", "dataset_meta"]
 
@@ -27,7 +24,7 @@ def dataset_meta(ds: ImageDataset) -> dict[str, Any]:
             "attribute_names": ds.attribute_names, "levels": ds.levels, "title": ds.name}
 
 
-def dataset_arrays(entry: Entry, images: bool = True) -> dict[str, np.ndarray]:
+def dataset_arrays(entry: Any, images: bool = True) -> dict[str, np.ndarray]:
     """A saved dataset's arrays: the ``.npy`` files its metadata lists (float32 images
     memory-mapped copy-on-write; ``images=False`` leaves them out), or the
     ``arrays.safetensors`` of entries saved before. A listed file that is missing raises
@@ -46,14 +43,15 @@ class DatasetRows:
     Attributes
     ----------
     entry : Entry
-        The version read (its folder name identifies the data, e.g. to resume work).
+        The workspace entry (:class:`~fisher_core.workspace.Entry`): the version read (its
+        folder name identifies the data, e.g. to resume work).
     n : int
     shape : tuple of int
         (C, H, W) of one image.
     labels : ndarray or None
     """
 
-    def __init__(self, entry: Entry, side: dict[str, np.ndarray]) -> None:
+    def __init__(self, entry: Any, side: dict[str, np.ndarray]) -> None:
         self.entry = entry
         if "arrays" in entry.meta:
             self._rows = NpyRows(entry.path / "images.npy")
