@@ -22,7 +22,7 @@ from .limits import Limits
 from .streams import read_up_to
 
 __all__ = ["ArraySource", "ImagePlan", "StreamSource", "block_bytes", "convert", "plan_images",
-           "resize_nchw"]
+           "resize_nchw", "uint8_blocks"]
 
 CHANNELS = (1, 3, 4)
 
@@ -249,6 +249,27 @@ def convert(plan: ImagePlan, source: ArraySource | StreamSource) -> np.ndarray:
     if plan.resize:
         np.clip(out, 0.0, 1.0, out=out)
     return out
+
+
+def uint8_blocks(plan: ImagePlan, source: ArraySource | StreamSource) -> Iterator[np.ndarray]:
+    """The images of a uint8 source that is not resized, as uint8 (k, C, H, W) blocks of
+    their stored values (alpha dropped, axes to C, H, W; no scaling), in order: what a
+    streamed import writes. Each block is a view of one reused buffer.
+    """
+    if _kind(plan.dtype) != "uint8" or plan.resize:
+        raise ValueError("uint8_blocks takes uint8 images that are not resized.")
+    src_image = math.prod(plan.shape[1:])
+    block = block_bytes(plan.n * src_image)
+    step = max(1, block // src_image)
+    buffer = np.empty((min(step, plan.n), plan.c, plan.h, plan.w), np.uint8)
+    stats = _Stats("uint8")
+    for i0 in range(0, plan.n, step):
+        i1 = min(plan.n, i0 + step)
+        dst = buffer[: i1 - i0]
+        view = _as_source_layout(dst, plan.layout)
+        for starts, blk in source.group(i0, i1, block):
+            _place(view, blk, starts, plan, stats)
+        yield dst
 
 
 _SCALE = {"uint8": 255.0, "uint16": 65535.0, "int": 255.0}

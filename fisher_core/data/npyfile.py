@@ -26,7 +26,7 @@ from .streams import member_errors
 from .zipmembers import MemberTable
 
 __all__ = ["NPZ_KEYS", "SIDE_BYTES_PER_IMAGE", "SIDE_HEADER_BYTES", "NpyHeader", "load_npy",
-           "load_npz", "read_npy_header"]
+           "load_npz", "npz_parts", "read_npy_header"]
 
 NPZ_KEYS = {"images", "labels", "class_names", "attributes", "attribute_names"}
 # Each side array may take this much: generous for labels, names and a few hundred attribute
@@ -102,6 +102,26 @@ def load_npy(data: bytes, name: str, stem: str, limits: Limits,
 def load_npz(table: MemberTable, name: str, stem: str, limits: Limits,
              resize_to: tuple[int, int] | None) -> ImageDataset:
     """An .npz upload: every header is checked before any array is read."""
+    plan, hdr, k, (y, cn, a, an) = npz_parts(table, name, limits, resize_to)
+    with member_errors(name, table.names[k]), table.open(k) as fh:
+        if hdr.fortran:  # column-major: not readable image by image; read it whole
+            x = np.lib.format.read_array(fh, allow_pickle=False, max_header_size=_MAX_HEADER)
+            source: ArraySource | StreamSource = ArraySource(x)
+        else:
+            read_npy_header(fh, f"{name}: array 'images'")
+            source = StreamSource(fh, hdr.dtype, hdr.shape, lambda got: (
+                f"{name}: array 'images' is truncated or corrupt (its header says {hdr.shape}, "
+                f"{hdr.nbytes} bytes, but it holds {got})."))
+        images = convert(plan, source)
+    return assemble_dataset(images, name=stem, labels=y, class_names=cn, attributes=a,
+                            attribute_names=an)
+
+
+def npz_parts(table: MemberTable, name: str, limits: Limits,
+              resize_to: tuple[int, int] | None):
+    """An .npz's checked plan: (plan of 'images', its header, its member index, and the
+    validated side arrays (labels, class_names, attributes, attribute_names)); every header
+    is checked, and the side arrays read, before any image is."""
     members = {_key(n): k for k, n in enumerate(table.names) if not n.endswith("/")}
     if "images" not in members:
         raise DatasetError(
@@ -127,20 +147,7 @@ def load_npz(table: MemberTable, name: str, stem: str, limits: Limits,
     side = {key: _read_side(table, k, name, key) for key, k in members.items()
             if key != "images"}
     # Labels and attributes are checked against N before the (large) images are read.
-    y, cn, a, an = side_arrays(plan.n, **side)
-    k, hdr = members["images"], headers["images"]
-    with member_errors(name, table.names[k]), table.open(k) as fh:
-        if hdr.fortran:  # column-major: not readable image by image; read it whole
-            x = np.lib.format.read_array(fh, allow_pickle=False, max_header_size=_MAX_HEADER)
-            source: ArraySource | StreamSource = ArraySource(x)
-        else:
-            read_npy_header(fh, f"{name}: array 'images'")
-            source = StreamSource(fh, hdr.dtype, hdr.shape, lambda got: (
-                f"{name}: array 'images' is truncated or corrupt (its header says {hdr.shape}, "
-                f"{hdr.nbytes} bytes, but it holds {got})."))
-        images = convert(plan, source)
-    return assemble_dataset(images, name=stem, labels=y, class_names=cn, attributes=a,
-                            attribute_names=an)
+    return plan, headers["images"], members["images"], side_arrays(plan.n, **side)
 
 
 def _key(member: str) -> str:

@@ -1,10 +1,11 @@
-"""Import a dataset file into the workspace, streamed when it is a zip of images (issue 20).
+"""Import a dataset file into the workspace, streamed (issue 20).
 
-A zip of PNG/JPEG images is decoded a block of images at a time straight into the new
-entry's ``images.npy`` (uint8 when the values are 8-bit), so memory stays about one block
-whatever the number of images: the compressed archive is memory-mapped and handed back block
-by block, and the decoded images are never all in memory. The entry goes live only when it
-is complete (the workspace's atomic commit). Other formats (.npz, .npy, IDX) are read by
+A zip of PNG/JPEG images, or uint8 images in an .npy, .npz or IDX file, is decoded a block of
+images at a time straight into the new entry's ``images.npy`` (uint8 when the values are
+8-bit; see :mod:`fisher_core.data.streamed`), so memory stays about one block whatever the
+number of images: neither the file nor the decoded images are ever held whole. The entry goes
+live only when it is complete (the workspace's atomic commit). What is not streamed (images
+to convert or resize in an array file, an IDX pair in a zip) is read by
 :func:`~fisher_core.data.load_file` and saved as usual.
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..data import load_file
-from ..data.zipstream import stream_image_zip
+from ..data.streamed import stream_file
 from ..utils.io import NpyWriter
 from .store import Entry
 
@@ -34,7 +35,7 @@ def import_dataset(workspace: Any, path: str | os.PathLike, name: str, *,
     ----------
     workspace : Workspace
     path : path-like
-        Any format :func:`~fisher_core.data.load_file` reads; a zip of images is streamed.
+        Any format :func:`~fisher_core.data.load_file` reads (streamed where it can be).
     name : str
         Dataset name (an existing one is replaced).
     size : int or (int, int), optional
@@ -56,7 +57,7 @@ def import_dataset(workspace: Any, path: str | os.PathLike, name: str, *,
         For every bad input; the workspace is left as it was.
     """
     report = progress or (lambda f, m: None)
-    streamed = stream_image_zip(path, size=size, **limits)
+    streamed = stream_file(path, size=size, **limits)
     if streamed is None:
         report(0.0, "reading the file")
         entry = workspace.save_dataset(load_file(path, size=size, **limits), name)

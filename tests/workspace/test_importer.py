@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from fisher_core.data import load_builtin, load_file
-from fisher_core.data import zipstream as zipstream_module
+from fisher_core.data import streamed as zipstream_module
 from fisher_core.workspace import Workspace, import_dataset
 
 
@@ -96,3 +96,64 @@ def test_a_failure_mid_way_leaves_nothing(tmp_path, digits, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         import_dataset(ws, path, "d")
     assert len(ws.load_dataset("d")) == 130  # the first version is still the live one
+
+
+def _idx(path, arr, gz=False):
+    import gzip
+
+    head = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(d).to_bytes(4, "big")
+                                                      for d in arr.shape)
+    data = head + arr.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["npy-nhw", "npy-nhwc-alpha", "npz", "idx", "idx.gz"])
+def test_uint8_arrays_are_streamed_and_equal_load_file(tmp_path, digits, fmt, monkeypatch):
+    from fisher_core.data import streamed
+
+    rng = np.random.default_rng(2)
+    x = np.round(digits.images[:, 0] * 255).astype(np.uint8)  # (N, 8, 8)
+    if fmt == "npy-nhw":
+        path = tmp_path / "d.npy"
+        np.save(path, x)
+    elif fmt == "npy-nhwc-alpha":  # RGBA, channels last: alpha dropped, axes moved
+        path = tmp_path / "d.npy"
+        np.save(path, rng.integers(0, 256, size=(len(x), 8, 8, 4), dtype=np.uint8))
+    elif fmt == "npz":
+        path = tmp_path / "d.npz"
+        np.savez_compressed(path, images=x, labels=digits.labels,
+                            attributes=rng.random((len(x), 2)) < 0.5,
+                            attribute_names=np.array(["a", "b"]))
+    else:
+        path = _idx(tmp_path / f"d-idx3-ubyte{'.gz' if fmt == 'idx.gz' else ''}", x,
+                    gz=fmt == "idx.gz")
+    calls = []
+    real = streamed.uint8_blocks
+    monkeypatch.setattr(streamed, "uint8_blocks",
+                        lambda *a: calls.append(1) or real(*a))
+    ws = Workspace(tmp_path / "ws")
+    entry = import_dataset(ws, path, "d")
+    assert calls, "streamed, not loaded in memory"
+    ref = load_file(path)
+    got = ws.load_dataset("d")
+    np.testing.assert_array_equal(got.images, ref.images)
+    for side in ("labels", "attributes"):
+        np.testing.assert_array_equal(getattr(got, side), getattr(ref, side))
+    assert got.attribute_names == ref.attribute_names and got.class_names == ref.class_names
+    assert entry.meta["summary"] == ref.summary()
+    assert np.load(entry.path / "images.npy", mmap_mode="r").dtype == np.uint8
+
+
+@pytest.mark.parametrize("case", ["float", "resize", "fortran"])
+def test_what_needs_converting_is_loaded_in_memory(tmp_path, digits, case):
+    from fisher_core.data.streamed import stream_file
+
+    path = tmp_path / "d.npy"
+    x = np.round(digits.images[:, 0] * 255).astype(np.uint8)
+    np.save(path, {"float": x / 255.0, "resize": x, "fortran": np.asfortranarray(x)}[case])
+    size = 4 if case == "resize" else None
+    assert stream_file(path, size=size) is None
+    ws = Workspace(tmp_path / "ws")
+    import_dataset(ws, path, "d", size=size)
+    np.testing.assert_allclose(ws.load_dataset("d").images, load_file(path, size=size).images)
