@@ -304,7 +304,7 @@ def embed(
                        f"embed {k} runs on the CPU only (--device applies to "
                        f"{' and '.join(GPU_KINDS)})")
     if chunk_rows is not None:
-        return _embed_chunked(sess, k, dataset, model, given, seed, name, overwrite)
+        return _embed_chunked(sess, k, dataset, model, given, seed, name, overwrite, dev)
     ds, key = sess.dataset(dataset)
     small = ds.shape[1] <= 16
     defaults = dict(dim=512, projection="sparse",
@@ -351,7 +351,8 @@ def embed(
 
 
 def _embed_chunked(sess: Session, k: str, dataset: str, model: str | None,
-                   given: dict[str, Any], seed: int, name: str | None, overwrite: bool) -> None:
+                   given: dict[str, Any], seed: int, name: str | None, overwrite: bool,
+                   device: str = "cpu") -> None:
     """``embed ... --chunk-rows N``: chunk by chunk into the workspace, resumable."""
     from ..workspace import chunked_embedding
 
@@ -373,6 +374,8 @@ def _embed_chunked(sess: Session, k: str, dataset: str, model: str | None,
         sess.dataset(dataset)  # the one clear "no dataset named ..." message
     rows, key = ws.dataset_rows(dataset), f"workspace:{dataset}"
     net = _model(sess, k, model, key) if model is not None or k in FAMILIES else None
+    if net is not None and device != "cpu":
+        net.to(device)  # Fisher scores follow the model's device
     o = {"pool": given["pool"] or "mean", "dim": given["dim"] or 512,
          "projection": given["projection"] or "sparse", "center": given["center"] is not False,
          "normalize": None if given["normalize"] == "none" else "fim_diag",
