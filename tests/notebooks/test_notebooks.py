@@ -111,12 +111,21 @@ def _check_tour(s: dict) -> None:
     _above_chance(s["probe_accuracy"], s["chance"], 0.1)
 
 
+def _check_scale(s: dict) -> None:
+    assert s["import_equal"] and s["stored_dtype"] == "uint8"
+    assert s["resumed_from"].startswith("resuming: 3 of ")  # the interrupted run's parts
+    assert s["fv_max_diff_in_memory"] < 1e-5
+    assert s["dask_max_diff_single_process"] < 1e-4
+    assert s["dask_progress_reports"] >= 3
+
+
 CHECKS: dict[str, Callable[[dict], None]] = {
     "01_classical_fisher_vectors": _check_classical,
     "02_pixelcnn_fisher_scores": _check_pixelcnn,
     "03_fv_vae": _check_fvvae,
     "04_adversarial_fisher_vectors": _check_afv,
     "05_tour": _check_tour,
+    "06_scale": _check_scale,
 }
 
 
