@@ -167,6 +167,14 @@ def _deep_job(job, ds: ImageDataset, ds_key: str, model_name: str, kind: str,
         job.report(f, 1.0, m)
 
     fn = _embedders()[kind]
+    if options.pop("chunked", False):  # chunk by chunk into the workspace: resumable
+        from fisher_core.workspace import chunked_embedding
+
+        chunked_embedding(workspace(), name, workspace().dataset_rows(ds_key.split(":", 1)[1]),
+                          CHUNKED[kind], model=model, model_name=model_name,
+                          options=_chunk_options(kind, options), chunk_rows=CHUNK_ROWS,
+                          dataset_key=ds_key, progress=progress)
+        return name
     workers = options.pop("workers", 0) if kind == "fisher" else 0
     if kind != "d_pool":
         options = {**options, "progress": progress}
@@ -181,6 +189,37 @@ def _deep_job(job, ds: ImageDataset, ds_key: str, model_name: str, kind: str,
         emb = fn(model, ds.images, dataset_key=ds_key, model_name=model_name, **options)
     workspace().save_embedding(emb, name)
     return name
+
+
+# deep kinds the workspace extracts chunk by chunk (issue 20), and their library names
+CHUNKED = {"fisher": "fisher_scores", "activations": "activations", "gmm_fv": "fisher_vector"}
+CHUNK_ROWS = 2048
+CHUNK_HELP = ("Read the dataset from the workspace and write the vectors 2,048 images at a "
+              "time (memory flat in the dataset's size). An interrupted run (a stopped "
+              "server) resumes where it stopped when it is started again with the same "
+              "settings. Fisher scores: FIM and centre from the data; Fisher vectors: "
+              "analytic or no normalisation, no whitening.")
+
+
+def _chunk_options(kind: str, options: dict) -> dict:
+    """The form's options as :func:`fisher_core.workspace.chunked_embedding` takes them."""
+    keep = {"fisher": ("dim", "projection", "normalize", "center", "power", "l2"),
+            "activations": ("pool",), "gmm_fv": ("normalization", "power", "l2")}[kind]
+    return {k: options[k] for k in keep}
+
+
+def _chunk_problem(kind: str, options: dict) -> str | None:
+    """Why these settings cannot be extracted chunk by chunk (None: they can)."""
+    if kind == "fisher" and (options["fim_from"] == "samples" or options["projection"] is None
+                             or options.get("workers")):
+        return ("Chunk-by-chunk Fisher scores take the FIM and centre from the data, a "
+                "projection, and this process: choose “data”, a projection and 0 workers, or "
+                "turn chunking off.")
+    if kind == "gmm_fv" and (options["normalization"] == "empirical" or options["whiten"]):
+        return ("Chunk-by-chunk Fisher vectors take the analytic or no normalisation, without "
+                "whitening (those learn from all rows at once); change them or turn chunking "
+                "off.")
+    return None
 
 
 def _projection_widgets() -> tuple[int | None, str | None]:
@@ -298,6 +337,9 @@ def deep_form(ds: ImageDataset, ds_key: str) -> None:
     kind = DEEP_KINDS[label]
     with st.form("deep_form"):
         options, suffix = _kind_options(kind)
+        if kind in CHUNKED and ds_key.startswith("workspace:"):
+            options["chunked"] = st.toggle("Chunk by chunk into the workspace (resumable)",
+                                           False, key="deep_chunked", help=CHUNK_HELP)
         device = device_picker("deep_device")
         go = st.form_submit_button("Compute embedding", type="primary")
     metrics = next(e.meta.get("metrics", {}) for e in models if e.name == model_name)
@@ -312,6 +354,9 @@ def deep_form(ds: ImageDataset, ds_key: str) -> None:
     if kind in ("fisher", "afv") and options["projection"] is None and mib > EXACT_MAX_MIB:
         st.error(f"Exact scores would take {mib:,.0f} MiB (more than {EXACT_MAX_MIB:,} MiB); "
                  "choose a projection (sparse 512 keeps the kernel within a few percent).")
+        return
+    if options.get("chunked") and (problem := _chunk_problem(kind, options)):
+        st.error(problem)
         return
     if options.get("workers") and (options["fim_from"] == "samples"
                                    or options["normalize"] == "fim_diag_exact"):

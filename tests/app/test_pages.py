@@ -375,3 +375,45 @@ def test_device_selector_shows_only_where_there_is_a_gpu(monkeypatch):
     at.switch_page("../pages/embeddings.py").run()
     at.radio(key="emb_method").set_value("Deep model").run()
     assert not at.exception
+
+
+def test_embeddings_page_chunk_by_chunk_into_the_workspace(tmp_path):
+    """A workspace dataset's Fisher scores written chunk by chunk (issue 20): the in-memory
+    library result; settings that cannot be chunked are refused with a message."""
+    from fisher_core import Workspace, load_builtin
+    from fisher_core.embeddings import fisher_score_embedding
+    from fisher_core.workspace import train_and_save
+
+    ws = Workspace(tmp_path / "ws")
+    ds = load_builtin("digits").subset(np.arange(600))
+    ws.save_dataset(ds, "d600")
+    model = train_and_save(ds, "pixelcnn", config={"hidden": 4, "n_blocks": 2,
+                                                   "head_hidden": 4},
+                           epochs=1, workspace=ws, name="px", dataset_key="workspace:d600",
+                           monitor=False).model
+    at = AppTest.from_file(ENTRY, default_timeout=120)
+    at.run()
+    at.switch_page("../pages/data.py").run()
+    at.radio(key="data_source").set_value("Workspace").run()
+    at.selectbox(key="data_saved").select("d600")
+    at.button(key="data_load_saved").click().run()
+    assert at.session_state["dataset_key"] == "workspace:d600"
+    at.switch_page("../pages/embeddings.py").run()
+    at.radio(key="emb_method").set_value("Deep model").run()
+    at.number_input(key="deep_dim").set_value(32)
+    at.toggle(key="deep_chunked").set_value(True)
+    at.radio(key="deep_fim_from").set_value("model samples")
+    at.button[0].click()
+    at.run()
+    assert "Chunk-by-chunk Fisher scores take the FIM and centre from the data" in \
+        at.error[0].value
+    at.radio(key="deep_fim_from").set_value("data")
+    at.button[0].click()
+    at.run()
+    name = "px-fisher-sparse32-fim_diag-c"
+    _rerun_until(at, lambda a: a.session_state["embedding_name"] == name
+                 if "embedding_name" in a.session_state else False)
+    saved = ws.load_embedding(name)
+    assert saved.params["chunk_rows"] == 2048
+    ref = fisher_score_embedding(model, ds.images, dim=32)
+    np.testing.assert_allclose(saved.vectors, ref.vectors, rtol=1e-4, atol=1e-5)
