@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from ._em import gemm_coefficients
-from ._fv_kernels import sparse_set_vectors
 from ._fv_stats import (
     conv_weight,
     gemm_precision,
@@ -224,6 +223,8 @@ def _encode_all(model: _Model, flat, lengths: np.ndarray, power, l2, batch_size,
                     log2_joint(aug, model.w_mat, model.bias, model.weight4))
                 found = sparse_inputs(weights, sums, tau, model.precision)
                 if found is not None:  # statistics, vectors and norms in one compiled pass
+                    from ._fv_kernels import sparse_set_vectors  # imports numba: when needed
+
                     finite[first:stop] = torch.from_numpy(sparse_set_vectors(
                         *found, aug.numpy(), lens, tau, model.coef, power, l2,
                         target.numpy()))

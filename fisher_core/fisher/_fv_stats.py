@@ -28,8 +28,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._fv_kernels import sparse_set_statistics
-
 # Log2-ratios to the row maximum are clamped before exp2, as in ``_em.softmax_``: posteriors
 # under 2^-87 (float32) are zero for every purpose and subnormal floats are slow on x86.
 _EXP2_FLOOR = {torch.float32: -87.0, torch.float64: -288.0}
@@ -197,4 +195,6 @@ def _sparse_statistics(weights, total, aug, lens: np.ndarray, tau: float):
     found = sparse_inputs(weights, total, tau)
     if found is None:
         return None
+    from ._fv_kernels import sparse_set_statistics  # imports numba: only when needed
+
     return sparse_set_statistics(*found, aug.numpy(), lens, tau)
