@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import replace
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..embeddings.embedding import Embedding
-from ..utils.io import NpyRows, NpyWriter, atomic_write, atomic_write_json
+from ..utils.io import NpyRows, NpyWriter, atomic_write, atomic_write_json, read_json
 from .rows import DatasetRows
 
 __all__ = ["CHUNKED_KINDS", "ArrayRows", "chunked_embedding", "partial_folder"]
@@ -56,6 +57,33 @@ def partial_folder(workspace: Any, name: str, spec: dict[str, Any]) -> Path:
     extraction resumes from it."""
     digest = hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode())
     return Path(workspace.root) / ".partial" / f"{name}-{digest.hexdigest()[:12]}"
+
+
+def _forget_stale(workspace: Any, name: str, keep: Path) -> None:
+    """Remove staging folders of earlier extractions of ``name`` that can never resume: the
+    dataset or model version they were reading is no longer the live one."""
+    pattern = re.compile(re.escape(name) + r"-[0-9a-f]{12}")
+    for folder in (Path(workspace.root) / ".partial").glob(f"{name}-*"):
+        if folder == keep or not pattern.fullmatch(folder.name):
+            continue
+        try:
+            spec = read_json(folder / "spec.json")
+        except (OSError, ValueError):
+            continue  # being created right now, or not ours: left alone
+        data, _, version = str(spec.get("data", "")).rpartition("@")
+        stale = bool(data) and _live_version(workspace, "datasets", data) != version
+        if spec.get("model") and spec.get("model_version"):
+            stale = stale or (_live_version(workspace, "models", spec["model"])
+                              != spec["model_version"])
+        if stale:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _live_version(workspace: Any, kind: str, name: str) -> str | None:
+    try:
+        return workspace.entry(kind, name).path.name
+    except ValueError:  # EntryError: gone, corrupt, or not a valid name
+        return None
 
 
 def _chunk_fn(kind: str, model: Any, options: dict[str, Any]) -> Callable[[np.ndarray, int],
@@ -161,6 +189,7 @@ def chunked_embedding(
     spec = {"kind": kind, "data": rows.version, "model": model_name, "model_version":
             model_version, "options": options, "chunk_rows": chunk_rows}
     stage = partial_folder(workspace, name, spec)
+    _forget_stale(workspace, name, keep=stage)
     stage.mkdir(parents=True, exist_ok=True)
     atomic_write_json(stage / "spec.json", spec)
     starts = list(range(0, rows.n, chunk_rows))

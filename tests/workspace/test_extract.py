@@ -163,3 +163,33 @@ def test_datasets_saved_by_earlier_versions_still_load_and_read(tmp_path):
     assert (rows.n, rows.shape) == (50, (1, 8, 8))
     np.testing.assert_array_equal(rows.read(10, 20), ws.load_dataset("old").images[10:20])
     np.testing.assert_array_equal(rows.labels, ds.labels)
+
+
+def test_parts_of_data_that_changed_are_removed_not_resumed(tmp_path, monkeypatch):
+    """A staging folder whose dataset was saved again can never resume: the next
+    extraction of that name removes it; one of live data is kept."""
+    ws = Workspace(tmp_path / "ws")
+    ds = load_builtin("digits").subset(np.arange(100))
+    ws.save_dataset(ds, "d")
+    real = extract_module._chunk_fn
+
+    def stopping(kind, model, options):
+        f = real(kind, model, options)
+
+        def g(x, i):
+            if i == 1:
+                raise Stop
+            return f(x, i)
+        return g
+
+    monkeypatch.setattr(extract_module, "_chunk_fn", stopping)
+    with pytest.raises(Stop):
+        chunked_embedding(ws, "e", ws.dataset_rows("d"), "pixels", chunk_rows=40)
+    with pytest.raises(Stop):  # other settings, same live data: kept
+        chunked_embedding(ws, "e", ws.dataset_rows("d"), "pixels", chunk_rows=30)
+    assert len(list((ws.root / ".partial").glob("e-*"))) == 2
+    ws.save_dataset(ds.subset(np.arange(90)), "d")  # a new version: those parts are stale
+    monkeypatch.setattr(extract_module, "_chunk_fn", real)
+    out = chunked_embedding(ws, "e", ws.dataset_rows("d"), "pixels", chunk_rows=40)
+    assert out.n == 90
+    assert not list((ws.root / ".partial").glob("e-*"))
