@@ -18,6 +18,7 @@ each block out (see :func:`fisher_core.workspace.import_dataset`).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import math
 import mmap
@@ -77,9 +78,10 @@ class StreamedImages:
         # class and per column...), with the same messages, on stand-in 2×2 images
         ds = ImageDataset(np.zeros((self.n, 1, 2, 2), np.float32), labels=self.labels,
                           class_names=self.class_names, attributes=self.attributes,
-                          attribute_names=list(self.attribute_names or []))
+                          attribute_names=list(self.attribute_names or []), name=self.name)
         self.labels, self.class_names = ds.labels, ds.class_names
         self.attributes, self.attribute_names = ds.attributes, ds.attribute_names
+        self.side = ds  # what the dataset will hold besides its images
 
     def blocks(self, block: int = 4096) -> Iterator[np.ndarray]:
         """(k, C, H, W) blocks of ``dtype``, in order (``block`` images at most: a zip of
@@ -91,12 +93,7 @@ class StreamedImages:
 
     def summary(self) -> dict[str, Any]:
         """The summary :meth:`ImageDataset.summary` gives, without the pixels."""
-        return {"name": self.name, "n": self.n, "shape": list(self.shape), "levels": None,
-                "class_names": self.class_names, "attribute_names": self.attribute_names,
-                "class_counts": None if self.labels is None else np.bincount(
-                    self.labels, minlength=len(self.class_names or [])).tolist(),
-                "attribute_counts": None if self.attributes is None else
-                self.attributes.sum(axis=0).astype(int).tolist()}
+        return {**self.side.summary(), "shape": list(self.shape)}
 
     def close(self) -> None:
         """Release the file (idempotent)."""
@@ -187,26 +184,36 @@ def _stem(what: str) -> str:
 
 def _array_stream(plan: ImagePlan, opener: Callable[[], Any], what: str, header_bytes: int,
                   side: tuple = (None, None, None, []),
-                  finish: Callable[[Any], None] | None = None) -> StreamedImages | None:
+                  finish: Callable[[Any], None] | None = None,
+                  errors: Callable[[], Any] = contextlib.nullcontext,
+                  release: Callable[[], None] | None = None) -> StreamedImages | None:
     """A uint8 image array read from ``opener()`` (positioned ``header_bytes`` in), in
-    blocks; None when the images need a conversion or a resize (load_file's job)."""
+    blocks; None when the images need a conversion or a resize (load_file's job).
+
+    ``finish(fh)`` runs after the last block; ``errors()`` is the context that names the
+    stream's errors as load_file does; ``release()`` runs when the stream is closed.
+    """
     if plan.dtype != np.uint8 or plan.resize:
         return None
     handles: list = []
 
     def blocks(block: int) -> Iterator[np.ndarray]:
-        fh = opener()
-        handles.append(fh)
-        fh.seek(header_bytes) if fh.seekable() else fh.read(header_bytes)
-        source = StreamSource(fh, plan.dtype, plan.shape, lambda got: _short(what, plan, got))
-        yield from uint8_blocks(plan, source)
-        if finish is not None:
-            finish(fh)
+        with errors():
+            fh = opener()
+            handles.append(fh)
+            fh.seek(header_bytes) if fh.seekable() else fh.read(header_bytes)
+            source = StreamSource(fh, plan.dtype, plan.shape,
+                                  lambda got: _short(what, plan, got))
+            yield from uint8_blocks(plan, source)
+            if finish is not None:
+                finish(fh)
 
     def close() -> None:
         for fh in handles:
             fh.close()
         handles.clear()
+        if release is not None:
+            release()
 
     y, cn, a, an = side
     return StreamedImages(plan.n, (plan.c, plan.h, plan.w), np.dtype(np.uint8), y, cn, a,
@@ -250,70 +257,28 @@ def _stream_idx(path: Path, lim: Limits, resize_to, gzipped: bool) -> StreamedIm
 
     def finish(fh: Any) -> None:
         if gzipped:
-            with gzip_errors(what):
-                finish_stream(fh, hdr, what, lim.max_uncompressed_bytes)
+            finish_stream(fh, hdr, what, lim.max_uncompressed_bytes)
 
-    def opened() -> Any:
-        fh = opener()
-        return fh
-
-    stream = _array_stream(plan, opened, what, hdr.size, finish=finish)
-    if stream is not None and gzipped:  # decompression errors named as load_file names them
-        inner = stream._blocks
-
-        def blocks(block: int) -> Iterator[np.ndarray]:
-            with gzip_errors(what):
-                yield from inner(block)
-        stream._blocks = blocks
-    return stream
+    # decompression errors are named as load_file names them
+    errors = (lambda: gzip_errors(what)) if gzipped else contextlib.nullcontext
+    return _array_stream(plan, opener, what, hdr.size, finish=finish, errors=errors)
 
 
 def _stream_npz(table: Any, mapped: mmap.mmap, what: str, lim: Limits,
                 resize_to) -> StreamedImages | None:
     """The 'images' of an .npz (uint8, C order), after its side arrays were read and checked
     as :func:`~fisher_core.data.npyfile.load_npz` checks them."""
-    parts = npz_parts(table, what, lim, resize_to)
-    plan, hdr, k, side = parts
+    plan, hdr, k, side = npz_parts(table, what, lim, resize_to)
     if hdr.fortran:
         _give_up(table, mapped)
         return None
 
-    def opener() -> Any:
-        return _MemberStream(table, k, what)
-
-    stream = _array_stream(plan, opener, what, hdr.offset, side=side)
+    stream = _array_stream(plan, lambda: table.open(k), what, hdr.offset, side=side,
+                           errors=lambda: member_errors(what, table.names[k]),
+                           release=lambda: _give_up(table, mapped))
     if stream is None:
         _give_up(table, mapped)
-        return None
-    inner_close = stream._close
-
-    def close() -> None:
-        inner_close()
-        _give_up(table, mapped)
-    stream._close = close
     return stream
-
-
-class _MemberStream:
-    """A zip member opened as a stream whose errors are named as load_file names them."""
-
-    def __init__(self, table: Any, k: int, what: str) -> None:
-        self.ctx = member_errors(what, table.names[k])
-        self.ctx.__enter__()
-        self.fh = table.open(k)
-
-    def seekable(self) -> bool:
-        return False
-
-    def read(self, n: int = -1) -> bytes:
-        return self.fh.read(n)
-
-    def readinto(self, b) -> int:
-        return self.fh.readinto(b)
-
-    def close(self) -> None:
-        self.fh.close()
-        self.ctx.__exit__(None, None, None)
 
 
 def _give_up(table: Any, mapped: mmap.mmap) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 from ..data import load_file
 from ..data.streamed import stream_file
 from ..utils.io import NpyWriter
+from .rows import dataset_meta
 from .store import Entry
 
 __all__ = ["import_dataset"]
@@ -67,9 +68,8 @@ def import_dataset(workspace: Any, path: str | os.PathLike, name: str, *,
             "attributes": None if streamed.attributes is None else
             streamed.attributes.astype(np.uint8)}
     side = {k: v for k, v in side.items() if v is not None}
-    meta = {"summary": streamed.summary(), "class_names": streamed.class_names,
-            "attribute_names": streamed.attribute_names, "levels": None,
-            "title": streamed.name, "arrays": sorted(["images", *side])}
+    meta = {**dataset_meta(streamed.side), "summary": streamed.summary(),
+            "arrays": sorted(["images", *side])}
     try:
         with workspace.writer("datasets", name, meta) as folder:
             with NpyWriter(folder / "images.npy", (streamed.n, *streamed.shape),
