@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +18,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
+# url -> (server process, its log): what `wait_text` reports when the app does not answer.
+_SERVERS: dict[str, tuple[subprocess.Popen, Path]] = {}
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -40,9 +43,12 @@ def streamlit_server(home: Path) -> Iterator[str]:
     """Start the app on a free port of 127.0.0.1 and yield its URL."""
     port = _free_port()
     env = {**os.environ, "FISHERLAB_HOME": str(home)}
-    log = open(home.parent / "streamlit.log", "w")  # noqa: SIM115 - closed below
+    log_path = home.parent / "streamlit.log"
+    log = open(log_path, "w")  # noqa: SIM115 - closed below
+    # -X faulthandler: a SIGABRT from `wait_text` prints every thread's stack into the log
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port),
+        [sys.executable, "-X", "faulthandler", "-m", "streamlit", "run", "app/main.py",
+         "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true",
          "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -61,8 +67,10 @@ def streamlit_server(home: Path) -> Iterator[str]:
                 raise RuntimeError("streamlit did not start: "
                                    + (home.parent / "streamlit.log").read_text()[-2000:])
             time.sleep(0.5)
+        _SERVERS[url] = (proc, log_path)
         yield url
     finally:
+        _SERVERS.pop(url, None)
         proc.terminate()
         try:
             proc.wait(10)
@@ -106,6 +114,30 @@ def wait_idle(page, timeout_s: float = 120.0) -> None:
             return
         time.sleep(0.2)
     raise TimeoutError(f"the app did not become idle (script state {state!r})")
+
+
+def wait_text(page, text: str, timeout_s: float) -> None:
+    """Wait until ``text`` is visible; on a timeout fail with what the page shows, the app's
+    log and the stack of every server thread (so a hang in CI can be read, not guessed)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.get_by_text(text).first.wait_for(timeout=timeout_s * 1000)
+        return
+    except PlaywrightTimeout:
+        pass
+    shown = page.locator('[data-testid="stApp"]').inner_text(timeout=10_000)[-3000:]
+    origin = "/".join(page.url.split("/")[:3])
+    stacks = "(server not found)"
+    if origin in _SERVERS:
+        proc, log_path = _SERVERS[origin]
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
+        stacks = log_path.read_text(errors="replace")[-12000:]
+    pytest.fail(f"{text!r} did not appear within {timeout_s:.0f} s.\n--- the page shows:\n"
+                f"{shown}\n--- the app's log and thread stacks:\n{stacks}", pytrace=False)
 
 
 def assert_no_exception(page, where: str) -> None:

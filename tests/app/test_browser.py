@@ -17,6 +17,7 @@ from .browser import (
     require_browser,
     streamlit_server,
     wait_idle,
+    wait_text,
 )
 
 pytestmark = pytest.mark.browser
@@ -83,14 +84,14 @@ def _embeddings_flow(page, url, tmp_path) -> None:
     wait_idle(page)
     page.get_by_role("button", name="Compute Fisher vectors").click()
     # The PCA preview comes first; the UMAP view replaces it when the background job ends.
-    page.get_by_text("UMAP of").first.wait_for(timeout=120_000)
+    wait_text(page, "UMAP of", 120)
     wait_idle(page)
     assert_no_exception(page, "embeddings")
     page.screenshot(path=str(tmp_path / "embeddings-umap.png"), full_page=True)
     page.locator('[data-testid="stPlotlyChart"] [data-title="Lasso Select"]').first.click()
     chart = page.locator('[data-testid="stPlotlyChart"] .nsewdrag').first
     _lasso(page, chart.bounding_box())
-    page.get_by_text("selected (first 40 shown)").wait_for(timeout=60_000)
+    wait_text(page, "selected (first 40 shown)", 60)
     wait_idle(page)
     assert_no_exception(page, "embeddings selection")
     page.screenshot(path=str(tmp_path / "embeddings-selection.png"), full_page=True)
@@ -108,7 +109,7 @@ def _train_flow(page, url, tmp_path) -> None:
     for label, value in [("feature maps", 8), ("Epochs", 1)]:
         _set_number(page, label, value)
     page.get_by_role("button", name="Train", exact=True).click()
-    page.get_by_text("Saved model digits-pixelcnn").first.wait_for(timeout=300_000)
+    wait_text(page, "Saved model digits-pixelcnn", 300)
     wait_idle(page)
     assert_no_exception(page, "train")
     assert page.get_by_text("samples at its last epoch").count() == 1
@@ -123,11 +124,11 @@ def _gmm_flow(page, tmp_path) -> None:
     assert page.get_by_text("fitted by EM, not by gradient steps").count() == 1
     _set_number(page, "GMM components K", 8)
     page.get_by_role("button", name="Fit", exact=True).click()
-    page.get_by_text("Saved model digits-gmm").first.wait_for(timeout=300_000)
+    wait_text(page, "Saved model digits-gmm", 300)
     wait_idle(page)
     page.get_by_text("Choose K: held-out log-likelihood and BIC").click()
     page.get_by_role("button", name="Run the sweep").click()
-    page.get_by_text("Best K:").first.wait_for(timeout=300_000)
+    wait_text(page, "Best K:", 300)
     wait_idle(page)
     assert_no_exception(page, "gmm")
     page.screenshot(path=str(tmp_path / "train-gmm.png"), full_page=True)
@@ -205,7 +206,7 @@ def test_work_is_never_lost_in_browser(tmp_path):
         wait_idle(page)
         page.get_by_text("Compute a new embedding").click()  # folded: an embedding exists
         page.get_by_role("button", name="Compute Fisher vectors").click()
-        page.get_by_text("UMAP of").first.wait_for(timeout=120_000)
+        wait_text(page, "UMAP of", 120)
         wait_idle(page)
         point = page.locator('[data-testid="stPlotlyChart"] .scatterlayer path.point').nth(40)
         box = point.bounding_box()
@@ -259,7 +260,7 @@ def test_training_survives_a_server_restart(tmp_path):
         assert page.get_by_text("Interrupted runs").count() == 1
         page.screenshot(path=str(tmp_path / "resume.png"), full_page=True)
         page.get_by_role("button", name="Resume").click()
-        page.get_by_text("Saved model digits-pixelcnn").first.wait_for(timeout=400_000)
+        wait_text(page, "Saved model digits-pixelcnn", 400)
         wait_idle(page)
         assert_no_exception(page, "resumed training")
         assert page.get_by_text("Interrupted runs").count() == 0
