@@ -29,8 +29,10 @@ def _sweep_job(job: Job, ds: ImageDataset, ks: tuple[int, ...], recipe: dict[str
 
 def sweep_panel(ds: ImageDataset, ds_key: str, config: dict[str, Any], seed: int) -> None:
     """Fit a GMM for each chosen K on this descriptor recipe; plot held-out LL and BIC."""
+    # Its open state lives in the session (key + on_change): the reruns that follow a sweep
+    # never fold it shut over the result.
     with st.expander("Choose K: held-out log-likelihood and BIC over a range of K",
-                     expanded=False):
+                     expanded=False, key="gmm_sweep_panel", on_change="rerun"):
         st.caption("Each K is fitted on the same descriptors of 80 % of the images and scored "
                    "on the other 20 %. Pick the K where the held-out curve flattens; BIC "
                    "penalises the parameters more.")

@@ -24,6 +24,9 @@ def watch(name: str, cancellable: bool = True) -> None:
         job.cancel()
 
 
+# Material icons ship with Streamlit's own font: they draw in any browser (emoji need a font).
+_ICONS = {"running": ":material/hourglass_top:", "done": ":material/check_circle:",
+          "failed": ":material/error:", "cancelled": ":material/cancel:"}
 # Jobs the panel does not list: the app's own warm-up and measurements.
 _INTERNAL = ("umap-warmup", "step-seconds:")
 _KINDS = {"train": "training", "umap": "UMAP", "probe": "linear probes",
@@ -43,6 +46,10 @@ def _visible(name: str) -> str | None:
     return f"{_KINDS.get(kind, kind)} · {what.split(':')[0]}" if what else _KINDS.get(kind, kind)
 
 
+def _running(shown) -> set[str]:
+    return {j.name for j, _ in shown if not j.snapshot().finished}
+
+
 def jobs_panel() -> None:
     """Every background job of this session (and the shared ones), running and finished,
     in the sidebar; refreshes itself while any is running."""
@@ -50,7 +57,9 @@ def jobs_panel() -> None:
     if not shown:
         return
     st.caption("**Background jobs**")
-    if any(not j.snapshot().finished for j, _ in shown):
+    running = _running(shown)
+    st.session_state["_jobs_running"] = running
+    if running:
         _live_panel()
     else:
         _draw_panel(shown)
@@ -59,13 +68,18 @@ def jobs_panel() -> None:
 @st.fragment(run_every=1.0)
 def _live_panel() -> None:
     shown = [(j, label) for j in jobs().all() if (label := _visible(j.name))]
+    # A job that was running at the last full run has ended: rerun the page so that it shows
+    # the result. The page's own `watch` does the same; two timers, so that one lost timer
+    # never leaves a finished job behind a progress bar.
+    if st.session_state.get("_jobs_running", set()) - _running(shown):
+        st.rerun(scope="app")
     _draw_panel(shown)
 
 
 def _draw_panel(shown) -> None:
     for job, label in shown[-8:]:
         snap = job.snapshot()
-        icon = {"running": "⏳", "done": "✅", "failed": "❌", "cancelled": "⏹"}[snap.status]
+        icon = _ICONS[snap.status]
         if snap.finished:
             st.caption(f"{icon} {md(label)} · {md(snap.describe())}")
         else:
