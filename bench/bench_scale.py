@@ -19,7 +19,8 @@ Every measurement runs in a fresh Python process (``--child``), so its peak RSS
 - ``import``: a zip of N PNG images of 32×32 streamed into the workspace
   (:func:`fisher_core.workspace.import_dataset`, what ``fisherlab data import`` does), and
   the in-memory way for comparison (:func:`fisher_core.data.load_file`, then
-  ``Workspace.save_dataset``).
+  ``Workspace.save_dataset``); the same for a float32 ``.npy`` of the same images (converted
+  in two passes: a scan, then the conversion; stored as uint8, their values being 8-bit).
 
 The images are the built-in faces (3,000 rendered, then each drawn at random with a one-pixel
 shift and noise, quantised to 8 bits). Data, models and zips are cached in ``--workdir``.
@@ -91,6 +92,10 @@ def setup(workdir: Path, sizes: list[int], import_size: int | None) -> None:
         path = workdir / f"faces-{import_size}.zip"
         if not path.exists():
             _write_zip(path, _images(import_size, seed=2))
+        path = workdir / f"faces-{import_size}.npy"
+        if not path.exists():
+            np.save(path.with_suffix(".tmp.npy"), _images(import_size, seed=2))
+            path.with_suffix(".tmp.npy").replace(path)
 
 
 def _write_zip(path: Path, images: np.ndarray) -> None:
@@ -137,17 +142,19 @@ def child(task: str, n: int, workdir: Path) -> dict:
         t0 = time.perf_counter()
         umap_embed(x)
         seconds, dim = time.perf_counter() - t0, x.shape[1]
-    elif task == "import":  # streamed: what `fisherlab data import` does
+    elif task in ("import", "import-npy"):  # streamed: what `fisherlab data import` does
         from fisher_core.workspace import import_dataset
 
+        path = workdir / f"faces-{n}.{'npy' if task == 'import-npy' else 'zip'}"
         t0 = time.perf_counter()
-        entry = import_dataset(ws, workdir / f"faces-{n}.zip", f"imported{n}")
+        entry = import_dataset(ws, path, f"imported{n}")
         seconds, dim = time.perf_counter() - t0, int(np.prod(entry.meta["summary"]["shape"]))
-    elif task == "import-memory":  # the in-memory way: load_file, then save_dataset
+    elif task in ("import-memory", "import-npy-memory"):  # load_file, then save_dataset
         from fisher_core.data import load_file
 
+        path = workdir / f"faces-{n}.{'npy' if task == 'import-npy-memory' else 'zip'}"
         t0 = time.perf_counter()
-        ds = load_file(str(workdir / f"faces-{n}.zip"))
+        ds = load_file(str(path))
         ws.save_dataset(ds, f"imported{n}")
         seconds, dim = time.perf_counter() - t0, int(np.prod(ds.shape))
     else:
@@ -197,7 +204,7 @@ def main() -> None:
             rows.append(run_child("umap", n, workdir))
             print(json.dumps(rows[-1]), flush=True)
     if "import" in parts:
-        for task in ("import", "import-memory"):
+        for task in ("import", "import-memory", "import-npy", "import-npy-memory"):
             rows.append(run_child(task, args.import_size, workdir))
             print(json.dumps(rows[-1]), flush=True)
     print("\n| task | N | seconds | RSS after imports (MiB) | peak RSS (MiB) |")
@@ -205,7 +212,9 @@ def main() -> None:
     label = {"fv": "Fisher vectors (patch GMM K=16), chunked", "umap": "UMAP (app settings)",
              "scores": "Fisher scores (PixelCNN, sparse 512), chunked",
              "import": "import a zip of 32×32 PNGs, streamed (fisherlab data import)",
-             "import-memory": "the same, in memory (load_file, then save_dataset)"}
+             "import-memory": "the same, in memory (load_file, then save_dataset)",
+             "import-npy": "import a float32 .npy of the same images, streamed (two passes)",
+             "import-npy-memory": "the same, in memory (load_file, then save_dataset)"}
     for r in rows:
         print(f"| {label[r['task']]} | {r['n']:,} | {r['seconds']:.1f} | {r['floor_mib']:.0f} "
               f"| {r['peak_mib']:.0f} |")

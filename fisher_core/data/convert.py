@@ -21,8 +21,9 @@ from .errors import DatasetError
 from .limits import Limits
 from .streams import read_up_to
 
-__all__ = ["ArraySource", "ImagePlan", "StreamSource", "block_bytes", "convert", "plan_images",
-           "resize_nchw", "uint8_blocks"]
+__all__ = ["ArraySource", "ImagePlan", "Scan", "StreamSource", "block_bytes", "convert",
+           "converted_blocks", "distance_to_8bit", "plan_images", "resize_nchw",
+           "scan_converted", "uint8_blocks"]
 
 CHANNELS = (1, 3, 4)
 
@@ -224,31 +225,126 @@ def convert(plan: ImagePlan, source: ArraySource | StreamSource) -> np.ndarray:
     ndarray of shape ``plan.out_shape``, float32
     """
     out = np.empty(plan.out_shape, np.float32)
-    kind = _kind(plan.dtype)
-    src_image = math.prod(plan.shape[1:]) * plan.dtype.itemsize
-    work_image = plan.c * plan.h * plan.w * 4  # one image, float32, at its source size
-    block = block_bytes(out.nbytes)
-    step = max(1, block // max(src_image, work_image))
-    staging = np.empty((min(step, plan.n), plan.c, plan.h, plan.w), np.float32) \
-        if plan.resize else None
-    stats = _Stats(kind)
-    for i0 in range(0, plan.n, step):
-        i1 = min(plan.n, i0 + step)
-        dst = out[i0:i1] if staging is None else staging[: i1 - i0]
-        view = _as_source_layout(dst, plan.layout)
-        for starts, blk in source.group(i0, i1, block):
-            _place(view, blk, starts, plan, stats)
-        scale = _SCALE.get(kind)
-        if scale is not None:
-            np.divide(dst, scale, out=dst)
-        if staging is not None:
-            out[i0:i1] = resize_nchw(dst, plan.out_hw)
+    stats = _Stats(_kind(plan.dtype))
+    for _ in _converted(plan, source, stats, block_bytes(out.nbytes), out=out):
+        pass
     stats.check()
-    if kind == "float" and 1.0 < stats.hi:  # [0, 255] floats: known only once all are read
+    if stats.kind == "float" and 1.0 < stats.hi:  # [0, 255] floats: known once all are read
         np.divide(out, 255.0, out=out)
     if plan.resize:
         np.clip(out, 0.0, 1.0, out=out)
     return out
+
+
+def _converted(plan: ImagePlan, source: ArraySource | StreamSource, stats: _Stats, block: int,
+               out: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """Consecutive groups of images, float32 (k, C, out_h, out_w), in order: integers and
+    bools scaled, resized when ``plan`` says so; floats not yet divided by 255 and nothing
+    clipped (both wait for every value). Written into ``out`` when given, else into one
+    reused buffer; ``stats`` sees every value."""
+    kind = stats.kind
+    src_image = math.prod(plan.shape[1:]) * plan.dtype.itemsize
+    work_image = plan.c * plan.h * plan.w * 4  # one image, float32, at its source size
+    step = max(1, block // max(src_image, work_image))
+    k = min(step, plan.n)
+    staging = np.empty((k, plan.c, plan.h, plan.w), np.float32) if plan.resize else None
+    buffer = None if out is not None else np.empty((k, *plan.out_shape[1:]), np.float32)
+    scale = _SCALE.get(kind)
+    for i0 in range(0, plan.n, step):
+        i1 = min(plan.n, i0 + step)
+        final = out[i0:i1] if out is not None else buffer[: i1 - i0]
+        dst = final if staging is None else staging[: i1 - i0]
+        view = _as_source_layout(dst, plan.layout)
+        for starts, blk in source.group(i0, i1, block):
+            _place(view, blk, starts, plan, stats)
+        if scale is not None:
+            np.divide(dst, scale, out=dst)
+        if staging is not None:
+            final[...] = resize_nchw(dst, plan.out_hw)
+        yield final
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What a first pass over images to convert learns (see :func:`scan_converted`).
+
+    Attributes
+    ----------
+    scale255 : bool
+        Float images lie in [0, 255]: divided by 255 (after any resize).
+    lossless : bool
+        Every converted value is k/255 to within 1e-6: stored as uint8, as
+        :meth:`~fisher_core.workspace.Workspace.save_dataset` stores such images.
+    """
+
+    scale255: bool
+    lossless: bool
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype the images are stored in."""
+        return np.dtype(np.uint8 if self.lossless else np.float32)
+
+
+def _finish(blk: np.ndarray, scale255: bool, clip: bool) -> np.ndarray:
+    """The last two steps of :func:`convert`, on one group (in place)."""
+    if scale255:
+        np.divide(blk, 255.0, out=blk)
+    if clip:
+        np.clip(blk, 0.0, 1.0, out=blk)
+    return blk
+
+
+def distance_to_8bit(values: np.ndarray) -> float:
+    """Largest distance of a float32 value from the nearest k/255: below 1e-6, the values
+    are stored as uint8 without loss (what
+    :meth:`~fisher_core.workspace.Workspace.save_dataset` and a streamed import decide)."""
+    if values.size == 0:
+        return 0.0
+    return float(np.abs(np.round(values * 255.0) / 255.0 - values).max())
+
+
+def scan_converted(plan: ImagePlan, source: ArraySource | StreamSource,
+                   progress: Callable[[float], None] | None = None) -> Scan:
+    """First of two passes over images that need a conversion or a resize: every value is
+    checked (the errors :func:`convert` raises) and the output's dtype decided, holding one
+    group of images at a time.
+
+    Returns
+    -------
+    Scan
+    """
+    stats = _Stats(_kind(plan.dtype))
+    floats = stats.kind == "float"
+    err1 = err255 = 0.0  # both float hypotheses: [0, 1] or [0, 255] is known only at the end
+    done = 0
+    for blk in _converted(plan, source, stats, block_bytes(plan.n * _out_image_bytes(plan))):
+        if floats:
+            stats.check_finite()
+            err255 = max(err255, distance_to_8bit(_finish(blk.copy(), True, plan.resize)))
+        err1 = max(err1, distance_to_8bit(_finish(blk, False, plan.resize)))
+        done += len(blk)
+        if progress is not None:
+            progress(done / plan.n)
+    stats.check()
+    scale255 = floats and 1.0 < stats.hi
+    return Scan(scale255, (err255 if scale255 else err1) < 1e-6)
+
+
+def converted_blocks(plan: ImagePlan, source: ArraySource | StreamSource,
+                     scan: Scan) -> Iterator[np.ndarray]:
+    """Second pass: the images :func:`convert` gives, (k, C, out_h, out_w) groups in order,
+    as ``scan.dtype`` (uint8 k/255 values when lossless, else float32 in [0, 1]); each group
+    a view of a reused buffer."""
+    stats = _Stats(_kind(plan.dtype))
+    for blk in _converted(plan, source, stats, block_bytes(plan.n * _out_image_bytes(plan))):
+        blk = _finish(blk, scan.scale255, plan.resize)
+        yield np.round(blk * 255.0).astype(np.uint8) if scan.lossless else blk
+    stats.check()  # the file may have changed since the scan
+
+
+def _out_image_bytes(plan: ImagePlan) -> int:
+    return 4 * plan.c * plan.out_hw[0] * plan.out_hw[1]
 
 
 def uint8_blocks(plan: ImagePlan, source: ArraySource | StreamSource) -> Iterator[np.ndarray]:
@@ -326,6 +422,10 @@ class _Stats:
                 self.lo = min(self.lo, float(values.min()))
                 self.hi = max(self.hi, float(values.max()))
 
+    def check_finite(self) -> None:
+        if not self.finite:
+            raise DatasetError("images contain NaN or infinite values; clean the data first.")
+
     def check(self) -> None:
         if self.kind == "int" and (self.lo < 0 or self.hi > 255):
             raise DatasetError(
@@ -334,8 +434,7 @@ class _Stats:
             )
         if self.kind != "float":
             return
-        if not self.finite:
-            raise DatasetError("images contain NaN or infinite values; clean the data first.")
+        self.check_finite()
         if self.lo < 0.0:
             raise DatasetError(
                 f"float images must lie in [0, 1] (or [0, 255]); the minimum is {self.lo:.4g}. "

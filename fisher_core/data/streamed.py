@@ -8,9 +8,12 @@
   exactly as :func:`~fisher_core.data.load_file` does, then the pixels come out in blocks of
   images (uint8 when they keep their 8-bit values), the mapped pages handed back
   (``madvise``) while probing and after each block;
-- uint8 images kept at their size in an ``.npy``, an ``.npz`` (labels, names and attributes
-  read and checked first) or an IDX file (plain or gzipped): read from the file a block at a
-  time, stored values kept.
+- images in an ``.npy``, an ``.npz`` (labels, names and attributes read and checked first) or
+  an IDX file (plain or gzipped), read from the file a block at a time: uint8 images kept at
+  their size keep their stored values; other dtypes (floats, uint16, other integers, bool) and
+  resized images are converted as :func:`~fisher_core.data.load_file` converts them, in two
+  passes (:meth:`StreamedImages.scan` checks every value and learns the float range and
+  whether the result is exactly 8-bit; :meth:`StreamedImages.blocks` then converts again).
 
 Neither the compressed file nor the decoded images are ever held whole; the caller writes
 each block out (see :func:`fisher_core.workspace.import_dataset`).
@@ -33,7 +36,15 @@ import numpy as np
 
 from .archive import ZipImages, open_zip, prepare_image_zip
 from .arrays import side_arrays
-from .convert import ImagePlan, StreamSource, plan_images, uint8_blocks
+from .convert import (
+    ImagePlan,
+    Scan,
+    StreamSource,
+    converted_blocks,
+    plan_images,
+    scan_converted,
+    uint8_blocks,
+)
 from .dataset import ImageDataset
 from .errors import DatasetError
 from .idx import check_expanded_size, finish_stream, is_idx, read_header
@@ -55,7 +66,8 @@ class StreamedImages:
     n : int
     shape : (C, H, W)
     dtype : numpy.dtype
-        uint8 (8-bit values kept) or float32 in [0, 1] (resized).
+        uint8 (8-bit values) or float32 in [0, 1]; for array files to convert, known only
+        after :meth:`scan`.
     labels, class_names, attributes, attribute_names
         Validated side data, as in an :class:`~fisher_core.data.ImageDataset`.
     name : str
@@ -72,6 +84,8 @@ class StreamedImages:
     name: str
     _blocks: Callable[[int], Iterator[np.ndarray]] = field(repr=False)
     _close: Callable[[], None] = field(repr=False)
+    _scan: Callable[[Callable[[float], None] | None], np.dtype] | None = field(
+        default=None, repr=False)
 
     def __post_init__(self) -> None:
         # the checks an ImageDataset makes of its side data (binary attributes, a name per
@@ -82,6 +96,24 @@ class StreamedImages:
         self.labels, self.class_names = ds.labels, ds.class_names
         self.attributes, self.attribute_names = ds.attributes, ds.attribute_names
         self.side = ds  # what the dataset will hold besides its images
+
+    @property
+    def needs_scan(self) -> bool:
+        """Whether :meth:`scan` reads the file once before :meth:`blocks` (a conversion)."""
+        return self._scan is not None
+
+    def scan(self, progress: Callable[[float], None] | None = None) -> np.dtype:
+        """Read the file once to check every value and fix :attr:`dtype` (images that need a
+        conversion); a no-op for the rest. Call it before :meth:`blocks`.
+
+        Raises
+        ------
+        DatasetError
+            What :func:`~fisher_core.data.load_file` says of the same values.
+        """
+        if self._scan is not None:
+            self.dtype = self._scan(progress)
+        return self.dtype
 
     def blocks(self, block: int = 4096) -> Iterator[np.ndarray]:
         """(k, C, H, W) blocks of ``dtype``, in order (``block`` images at most: a zip of
@@ -103,9 +135,9 @@ class StreamedImages:
 def stream_file(path: str | os.PathLike, *, size: int | tuple[int, int] | None = None,
                 **limits: int) -> StreamedImages | None:
     """Open a dataset file for a streamed import (see the module docstring); None for what
-    is not streamed (images to resize or convert in an array file, an IDX pair in a zip,
-    column-major arrays, unknown formats): :func:`~fisher_core.data.load_file` reads those,
-    and gives the errors of files it cannot read.
+    is not streamed (an IDX pair in a zip, column-major arrays, unknown formats):
+    :func:`~fisher_core.data.load_file` reads those, and gives the errors of files it cannot
+    read.
 
     Parameters
     ----------
@@ -186,27 +218,42 @@ def _array_stream(plan: ImagePlan, opener: Callable[[], Any], what: str, header_
                   side: tuple = (None, None, None, []),
                   finish: Callable[[Any], None] | None = None,
                   errors: Callable[[], Any] = contextlib.nullcontext,
-                  release: Callable[[], None] | None = None) -> StreamedImages | None:
-    """A uint8 image array read from ``opener()`` (positioned ``header_bytes`` in), in
-    blocks; None when the images need a conversion or a resize (load_file's job).
+                  release: Callable[[], None] | None = None) -> StreamedImages:
+    """An image array read from ``opener()`` (positioned ``header_bytes`` in), in blocks:
+    uint8 images kept at their size as stored, any other in two passes (scan, convert).
 
     ``finish(fh)`` runs after the last block; ``errors()`` is the context that names the
     stream's errors as load_file does; ``release()`` runs when the stream is closed.
     """
-    if plan.dtype != np.uint8 or plan.resize:
-        return None
     handles: list = []
+    as_stored = plan.dtype == np.uint8 and not plan.resize
+    scanned: list[Scan] = []
+
+    def source() -> StreamSource:
+        fh = opener()
+        handles.append(fh)
+        fh.seek(header_bytes) if fh.seekable() else fh.read(header_bytes)
+        return StreamSource(fh, plan.dtype, plan.shape, lambda got: _short(what, plan, got))
+
+    def scan(progress: Callable[[float], None] | None) -> np.dtype:
+        with errors():
+            src = source()
+            scanned[:] = [scan_converted(plan, src, progress)]
+            if finish is not None:
+                finish(src.fh)
+        src.fh.close()
+        handles.remove(src.fh)
+        return scanned[0].dtype
 
     def blocks(block: int) -> Iterator[np.ndarray]:
+        if not as_stored and not scanned:
+            raise RuntimeError("call scan() before blocks(): these images are converted")
         with errors():
-            fh = opener()
-            handles.append(fh)
-            fh.seek(header_bytes) if fh.seekable() else fh.read(header_bytes)
-            source = StreamSource(fh, plan.dtype, plan.shape,
-                                  lambda got: _short(what, plan, got))
-            yield from uint8_blocks(plan, source)
+            src = source()
+            yield from (uint8_blocks(plan, src) if as_stored
+                        else converted_blocks(plan, src, scanned[0]))
             if finish is not None:
-                finish(fh)
+                finish(src.fh)
 
     def close() -> None:
         for fh in handles:
@@ -216,8 +263,9 @@ def _array_stream(plan: ImagePlan, opener: Callable[[], Any], what: str, header_
             release()
 
     y, cn, a, an = side
-    return StreamedImages(plan.n, (plan.c, plan.h, plan.w), np.dtype(np.uint8), y, cn, a,
-                          an or [], _stem(what), blocks, close)
+    dtype = np.dtype(np.uint8 if as_stored else np.float32)
+    return StreamedImages(plan.n, (plan.c, *plan.out_hw), dtype, y, cn, a, an or [],
+                          _stem(what), blocks, close, None if as_stored else scan)
 
 
 def _short(what: str, plan: ImagePlan, got: int) -> str:
@@ -273,12 +321,9 @@ def _stream_npz(table: Any, mapped: mmap.mmap, what: str, lim: Limits,
         _give_up(table, mapped)
         return None
 
-    stream = _array_stream(plan, lambda: table.open(k), what, hdr.offset, side=side,
-                           errors=lambda: member_errors(what, table.names[k]),
-                           release=lambda: _give_up(table, mapped))
-    if stream is None:
-        _give_up(table, mapped)
-    return stream
+    return _array_stream(plan, lambda: table.open(k), what, hdr.offset, side=side,
+                         errors=lambda: member_errors(what, table.names[k]),
+                         release=lambda: _give_up(table, mapped))
 
 
 def _give_up(table: Any, mapped: mmap.mmap) -> None:

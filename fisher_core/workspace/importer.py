@@ -1,12 +1,14 @@
 """Import a dataset file into the workspace, streamed (issue 20).
 
-A zip of PNG/JPEG images, or uint8 images in an .npy, .npz or IDX file, is decoded a block of
+A zip of PNG/JPEG images, or images in an .npy, .npz or IDX file, is decoded a block of
 images at a time straight into the new entry's ``images.npy`` (uint8 when the values are
-8-bit; see :mod:`fisher_core.data.streamed`), so memory stays about one block whatever the
-number of images: neither the file nor the decoded images are ever held whole. The entry goes
-live only when it is complete (the workspace's atomic commit). What is not streamed (images
-to convert or resize in an array file, an IDX pair in a zip) is read by
-:func:`~fisher_core.data.load_file` and saved as usual.
+8-bit, as :meth:`~fisher_core.workspace.Workspace.save_dataset` decides; see
+:mod:`fisher_core.data.streamed`), so memory stays about one block whatever the number of
+images: neither the file nor the decoded images are ever held whole. Array images that need a
+conversion (floats, uint16, other integers) or a resize are read twice: a scan that checks
+every value, then the conversion. The entry goes live only when it is complete (the
+workspace's atomic commit). What is not streamed (an IDX pair in a zip, column-major arrays)
+is read by :func:`~fisher_core.data.load_file` and saved as usual.
 """
 
 from __future__ import annotations
@@ -71,13 +73,17 @@ def import_dataset(workspace: Any, path: str | os.PathLike, name: str, *,
     meta = {**dataset_meta(streamed.side), "summary": streamed.summary(),
             "arrays": sorted(["images", *side])}
     try:
+        start, verb = 0.0, "decoded"
+        if streamed.needs_scan:  # the first of two passes: check every value, fix the dtype
+            start, verb = 0.5, "converted"
+            streamed.scan(lambda f: report(0.5 * f, f"checked {f:.0%} of the values"))
         with workspace.writer("datasets", name, meta) as folder:
             with NpyWriter(folder / "images.npy", (streamed.n, *streamed.shape),
                            streamed.dtype) as out:
                 for images in streamed.blocks(block):
                     out.write(images)
-                    report(out.written / streamed.n,
-                           f"decoded {out.written:,}/{streamed.n:,} images")
+                    report(start + (1.0 - start) * out.written / streamed.n,
+                           f"{verb} {out.written:,}/{streamed.n:,} images")
             for key, value in side.items():
                 np.save(folder / f"{key}.npy", value, allow_pickle=False)
     finally:

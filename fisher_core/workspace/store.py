@@ -32,9 +32,17 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from ..data.convert import distance_to_8bit
 from ..data.dataset import ImageDataset
 from ..embeddings.embedding import Embedding
-from ..utils.io import atomic_write_bytes, atomic_write_json, load_arrays, read_json, save_arrays
+from ..utils.io import (
+    NpyWriter,
+    atomic_write_bytes,
+    atomic_write_json,
+    load_arrays,
+    read_json,
+    save_arrays,
+)
 from . import locks
 from .rows import DatasetRows, dataset_arrays, dataset_meta
 
@@ -277,14 +285,24 @@ class Workspace:
         Arrays are ``.npy`` files (``images``, ``labels``, ``attributes``), so that
         :meth:`dataset_rows` reads them a chunk at a time.
         """
-        q = np.round(ds.images * 255.0)
-        lossless = bool(np.abs(q / 255.0 - ds.images).max() < 1e-6)
-        arrays = {"images": q.astype(np.uint8) if lossless else ds.images}
+        images = ds.images
+        step = max(1, (1 << 22) // max(1, images[0].nbytes))  # 4 MiB of images at a time
+        blocks = range(0, len(images), step)
+        lossless = max((distance_to_8bit(images[i:i + step]) for i in blocks),
+                       default=0.0) < 1e-6
+        arrays: dict[str, np.ndarray] = {}
         if ds.labels is not None:
             arrays["labels"] = ds.labels
         if ds.attributes is not None:
             arrays["attributes"] = ds.attributes.astype(np.uint8)
-        with self.writer("datasets", name, {**dataset_meta(ds), "arrays": sorted(arrays)}) as d:
+        meta = {**dataset_meta(ds), "arrays": sorted(["images", *arrays])}
+        with self.writer("datasets", name, meta) as d:
+            if lossless:  # the uint8 copy is made a block at a time, never whole
+                with NpyWriter(d / "images.npy", images.shape, np.uint8) as out:
+                    for i in blocks:
+                        out.write(np.round(images[i:i + step] * 255.0))
+            else:
+                np.save(d / "images.npy", images, allow_pickle=False)
             for key, value in arrays.items():
                 np.save(d / f"{key}.npy", value, allow_pickle=False)
         return self.entry("datasets", name)

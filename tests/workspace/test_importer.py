@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fisher_core.data import load_builtin, load_file
+from fisher_core.data import DatasetError, load_builtin, load_file
 from fisher_core.data import streamed as zipstream_module
 from fisher_core.workspace import Workspace, import_dataset
 
@@ -145,15 +145,121 @@ def test_uint8_arrays_are_streamed_and_equal_load_file(tmp_path, digits, fmt, mo
     assert np.load(entry.path / "images.npy", mmap_mode="r").dtype == np.uint8
 
 
-@pytest.mark.parametrize("case", ["float", "resize", "fortran"])
-def test_what_needs_converting_is_loaded_in_memory(tmp_path, digits, case):
+def _idx_typed(path, arr):
+    """An IDX file of ``arr``'s dtype (big-endian, as the format stores numbers)."""
+    code = {np.dtype(np.int16): 0x0B, np.dtype(np.float32): 0x0D}[arr.dtype]
+    head = bytes([0, 0, code, arr.ndim]) + b"".join(int(d).to_bytes(4, "big")
+                                                   for d in arr.shape)
+    path.write_bytes(head + arr.astype(arr.dtype.newbyteorder(">")).tobytes())
+    return path
+
+
+# (images to save, file kind, resize): every kind of conversion load_file makes
+_CONVERTED = {
+    "float-exact-8bit": (lambda x: x / 255.0, "npy", None),  # stored as uint8
+    "float32-noisy": (lambda x: (x / 255.0 + 1e-3).clip(0, 1).astype(np.float32), "npy", None),
+    "float-0-255": (lambda x: x.astype(np.float64), "npy", None),  # ÷255 once all are seen
+    "float-0-255-noisy": (lambda x: x * 0.99 + 0.25, "npy", None),
+    "big-endian-float": (lambda x: (x / 255.0).astype(">f4"), "npy", None),
+    "uint16": (lambda x: x.astype(np.uint16) * 200, "npy", None),
+    "uint16-8bit": (lambda x: x.astype(np.uint16) * 257, "npy", None),  # k·257/65535 = k/255
+    "int16": (lambda x: x.astype(np.int16), "npy", None),
+    "bool": (lambda x: x > 100, "npy", None),
+    "uint8-resized": (lambda x: x, "npy", 5),
+    "float-rgb-last-resized": (lambda x: np.repeat(x[..., None] / 255.0, 3, axis=3), "npy", 12),
+    "float-0-255-resized": (lambda x: x.astype(np.float32), "npy", 6),
+    "npz-float-with-labels": (lambda x: x / 255.0, "npz", None),
+    "idx-float32": (lambda x: (x / 255.0).astype(np.float32), "idx", None),
+    "idx-int16-gz": (lambda x: x.astype(np.int16), "idx.gz", None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_CONVERTED))
+def test_converted_arrays_are_streamed_and_stored_as_save_dataset_stores_them(
+        tmp_path, digits, case, monkeypatch):
+    import gzip
+
+    from fisher_core.data import streamed
+    from fisher_core.workspace import importer
+
+    make, kind, size = _CONVERTED[case]
+    x = make(np.round(digits.images[:, 0] * 255).astype(np.uint8))  # (130, 8, 8)
+    if kind == "npy":
+        path = tmp_path / "d.npy"
+        np.save(path, x)
+    elif kind == "npz":
+        path = tmp_path / "d.npz"
+        np.savez(path, images=x, labels=digits.labels)
+    else:
+        path = _idx_typed(tmp_path / "d-idx3-ubyte", x)
+        if kind == "idx.gz":
+            path = tmp_path / "d-idx3-ubyte.gz"
+            path.write_bytes(gzip.compress((tmp_path / "d-idx3-ubyte").read_bytes()))
+    passes = []
+    for fn in ("scan_converted", "converted_blocks"):
+        real = getattr(streamed, fn)
+        monkeypatch.setattr(streamed, fn, lambda *a, _r=real, _f=fn: passes.append(_f) or _r(*a))
+    monkeypatch.setattr(importer, "load_file", None)  # never read whole
+    ws, ref_ws = Workspace(tmp_path / "ws"), Workspace(tmp_path / "ref")
+    seen = []
+    entry = import_dataset(ws, path, "d", size=size, progress=lambda f, m: seen.append(f))
+    assert passes == ["scan_converted", "converted_blocks"]
+    assert seen == sorted(seen) and seen[-1] == 1.0
+    ref_ds = load_file(path, size=size)
+    ref = ref_ws.save_dataset(ref_ds, "d")
+    got_arr = np.load(entry.path / "images.npy", allow_pickle=False)
+    ref_arr = np.load(ref.path / "images.npy", allow_pickle=False)
+    assert got_arr.dtype == ref_arr.dtype, "stored as save_dataset stores it"
+    np.testing.assert_array_equal(got_arr, ref_arr)
+    np.testing.assert_array_equal(ws.load_dataset("d").images, ref_ds.images)
+    assert entry.meta["summary"] == ref.meta["summary"]
+    if kind == "npz":
+        np.testing.assert_array_equal(ws.load_dataset("d").labels, digits.labels)
+    lossless = case in ("float-exact-8bit", "float-0-255", "uint16-8bit", "int16", "bool",
+                        "big-endian-float", "npz-float-with-labels", "idx-float32",
+                        "idx-int16-gz")
+    assert (got_arr.dtype == np.uint8) == lossless
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    (lambda x: np.where(x > 250, np.nan, x / 255.0), "NaN or infinite"),
+    (lambda x: x * 2.0, "the maximum is"),
+    (lambda x: x / 255.0 - 0.5, "the minimum is"),
+    (lambda x: x.astype(np.int16) * 2, r"integer images must lie in \[0, 255\]"),
+])
+def test_bad_values_found_by_the_scan_leave_the_workspace_as_it_was(tmp_path, digits, values,
+                                                                    message):
+    x = np.round(digits.images[:, 0] * 255).astype(np.uint8)
+    x[-1, 0, 0] = 255  # the bad value sits in the last group read
+    path = tmp_path / "d.npy"
+    np.save(path, values(x))
+    with pytest.raises(DatasetError, match=message) as expected:
+        load_file(path)
+    ws = Workspace(tmp_path / "ws")
+    with pytest.raises(DatasetError) as got:
+        import_dataset(ws, path, "d")
+    assert str(got.value) == str(expected.value)
+    assert ws.names("datasets") == [] and ws.problems("datasets") == []
+
+
+def test_blocks_before_scan_is_refused(tmp_path, digits):
     from fisher_core.data.streamed import stream_file
 
     path = tmp_path / "d.npy"
-    x = np.round(digits.images[:, 0] * 255).astype(np.uint8)
-    np.save(path, {"float": x / 255.0, "resize": x, "fortran": np.asfortranarray(x)}[case])
-    size = 4 if case == "resize" else None
-    assert stream_file(path, size=size) is None
+    np.save(path, digits.images[:, 0])
+    stream = stream_file(path)
+    assert stream.needs_scan
+    with pytest.raises(RuntimeError, match="call scan"):
+        next(stream.blocks())
+    assert stream.scan() == np.float32
+
+
+def test_column_major_arrays_are_loaded_in_memory(tmp_path, digits):
+    from fisher_core.data.streamed import stream_file
+
+    path = tmp_path / "d.npy"
+    np.save(path, np.asfortranarray(np.round(digits.images[:, 0] * 255).astype(np.uint8)))
+    assert stream_file(path) is None
     ws = Workspace(tmp_path / "ws")
-    import_dataset(ws, path, "d", size=size)
-    np.testing.assert_allclose(ws.load_dataset("d").images, load_file(path, size=size).images)
+    import_dataset(ws, path, "d")
+    np.testing.assert_array_equal(ws.load_dataset("d").images, load_file(path).images)

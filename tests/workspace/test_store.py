@@ -36,6 +36,25 @@ def test_dataset_roundtrip_is_exact(ws):
     assert back.attribute_names == ds.attribute_names
 
 
+def test_uint8_when_lossless_is_decided_and_written_a_block_at_a_time(ws):
+    from fisher_core.data import ImageDataset
+
+    rng = np.random.default_rng(0)
+    # 48 KiB per image: 200 images are three 4 MiB blocks
+    q = rng.integers(0, 256, size=(200, 3, 64, 64)).astype(np.float32) / 255.0
+    entry = ws.save_dataset(ImageDataset(q.copy()), "eight-bit")
+    stored = np.load(entry.path / "images.npy", allow_pickle=False)
+    assert stored.dtype == np.uint8
+    np.testing.assert_array_equal(stored, np.round(q.astype(np.float64) * 255).astype(np.uint8))
+    np.testing.assert_array_equal(ws.load_dataset("eight-bit").images, q)
+    off = q.copy()
+    off[-1, 2, 63, 63] = 0.5  # one value, in the last block, is not k/255
+    entry = ws.save_dataset(ImageDataset(off), "not-eight-bit")
+    stored = np.load(entry.path / "images.npy", allow_pickle=False)
+    assert stored.dtype == np.float32
+    np.testing.assert_array_equal(stored, off)
+
+
 def test_embedding_and_result_roundtrip(ws):
     emb = Embedding(np.arange(12, dtype=np.float32).reshape(4, 3), "faces", "pixels",
                     params={"k": 3})
