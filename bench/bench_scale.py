@@ -113,6 +113,10 @@ def _write_zip(path: Path, images: np.ndarray) -> None:
     tmp.replace(path)
 
 
+# a float32 .npy of 100k 32×32 images is 400 MB, above the 200 MB default of max_bytes
+_LIMITS = {"max_bytes": 1 << 31, "max_uncompressed_bytes": 1 << 31}
+
+
 def child(task: str, n: int, workdir: Path) -> dict:
     """One measurement in this (fresh) process."""
     import torch
@@ -147,14 +151,14 @@ def child(task: str, n: int, workdir: Path) -> dict:
 
         path = workdir / f"faces-{n}.{'npy' if task == 'import-npy' else 'zip'}"
         t0 = time.perf_counter()
-        entry = import_dataset(ws, path, f"imported{n}")
+        entry = import_dataset(ws, path, f"imported{n}", **_LIMITS)
         seconds, dim = time.perf_counter() - t0, int(np.prod(entry.meta["summary"]["shape"]))
     elif task in ("import-memory", "import-npy-memory"):  # load_file, then save_dataset
         from fisher_core.data import load_file
 
         path = workdir / f"faces-{n}.{'npy' if task == 'import-npy-memory' else 'zip'}"
         t0 = time.perf_counter()
-        ds = load_file(str(path))
+        ds = load_file(str(path), **_LIMITS)
         ws.save_dataset(ds, f"imported{n}")
         seconds, dim = time.perf_counter() - t0, int(np.prod(ds.shape))
     else:
