@@ -21,7 +21,7 @@ from .errors import DatasetError
 from .limits import Limits
 from .streams import read_up_to
 
-__all__ = ["ArraySource", "ImagePlan", "Scan", "StreamSource", "block_bytes", "convert",
+__all__ = ["ArraySource", "ImagePlan", "Scan", "StreamSource", "as_8bit", "block_bytes", "convert",
            "converted_blocks", "distance_to_8bit", "plan_images", "resize_nchw",
            "scan_converted", "uint8_blocks"]
 
@@ -304,6 +304,12 @@ def distance_to_8bit(values: np.ndarray) -> float:
     return float(np.abs(np.round(values * 255.0) / 255.0 - values).max())
 
 
+def as_8bit(values: np.ndarray) -> np.ndarray:
+    """Float32 values in [0, 1] as the uint8 k of the nearest k/255 (how an image stack for
+    which :func:`distance_to_8bit` is below 1e-6 is stored)."""
+    return np.round(values * 255.0).astype(np.uint8)
+
+
 def scan_converted(plan: ImagePlan, source: ArraySource | StreamSource,
                    progress: Callable[[float], None] | None = None) -> Scan:
     """First of two passes over images that need a conversion or a resize: every value is
@@ -339,7 +345,7 @@ def converted_blocks(plan: ImagePlan, source: ArraySource | StreamSource,
     stats = _Stats(_kind(plan.dtype))
     for blk in _converted(plan, source, stats, block_bytes(plan.n * _out_image_bytes(plan))):
         blk = _finish(blk, scan.scale255, plan.resize)
-        yield np.round(blk * 255.0).astype(np.uint8) if scan.lossless else blk
+        yield as_8bit(blk) if scan.lossless else blk
     stats.check()  # the file may have changed since the scan
 
 

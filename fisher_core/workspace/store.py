@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..data.convert import distance_to_8bit
+from ..data.convert import as_8bit, block_bytes, distance_to_8bit
 from ..data.dataset import ImageDataset
 from ..embeddings.embedding import Embedding
 from ..utils.io import (
@@ -286,7 +286,7 @@ class Workspace:
         :meth:`dataset_rows` reads them a chunk at a time.
         """
         images = ds.images
-        step = max(1, (1 << 22) // max(1, images[0].nbytes))  # 4 MiB of images at a time
+        step = max(1, block_bytes(images.nbytes) // max(1, images[0].nbytes))
         blocks = range(0, len(images), step)
         lossless = max((distance_to_8bit(images[i:i + step]) for i in blocks),
                        default=0.0) < 1e-6
@@ -300,7 +300,7 @@ class Workspace:
             if lossless:  # the uint8 copy is made a block at a time, never whole
                 with NpyWriter(d / "images.npy", images.shape, np.uint8) as out:
                     for i in blocks:
-                        out.write(np.round(images[i:i + step] * 255.0))
+                        out.write(as_8bit(images[i:i + step]))
             else:
                 np.save(d / "images.npy", images, allow_pickle=False)
             for key, value in arrays.items():

@@ -40,7 +40,7 @@ def test_uint8_when_lossless_is_decided_and_written_a_block_at_a_time(ws):
     from fisher_core.data import ImageDataset
 
     rng = np.random.default_rng(0)
-    # 48 KiB per image: 200 images are three 4 MiB blocks
+    # 48 KiB per image: 200 images are eight blocks (an eighth of the bytes each)
     q = rng.integers(0, 256, size=(200, 3, 64, 64)).astype(np.float32) / 255.0
     entry = ws.save_dataset(ImageDataset(q.copy()), "eight-bit")
     stored = np.load(entry.path / "images.npy", allow_pickle=False)
